@@ -1,0 +1,357 @@
+"""`kdistill` command line: parses flags and calls the library. Nothing else lives here.
+
+Bad input ends with one line on stderr and exit code 2, before anything is written; a run that
+diverges ends with exit code 1 and keeps its last good checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+__all__ = ["main", "build_parser"]
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage too)
+        raise UsageError(f"{self.prog}: {message}")
+
+
+# ----------------------------------------------------------------------------- flag groups
+
+def _add_data(p: argparse.ArgumentParser, default: str = "digits") -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset", default=default,
+                   help="digits (built in), mnist, fashion-mnist, kmnist, or a path to an .npz "
+                        "with x_train, y_train, x_test, y_test (default: %(default)s)")
+    g.add_argument("--data-dir", default=None,
+                   help="folder holding the four IDX files (*-ubyte[.gz]); default: "
+                        "$KDISTILL_DATA/<dataset>, then system folders such as "
+                        "/usr/share/datasets/fashion-mnist")
+    g.add_argument("--download", action="store_true",
+                   help="download missing IDX files, each checked against its SHA-256")
+
+
+def _add_model(p: argparse.ArgumentParser, hidden_default: list[int]) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument("--model", choices=["mlp", "cnn"], default="mlp", help="architecture")
+    g.add_argument("--hidden", type=int, nargs="+", default=hidden_default,
+                   help="MLP hidden layer widths (default: %(default)s)")
+    g.add_argument("--input-dropout", type=float, default=0.0, help="MLP input dropout rate")
+    g.add_argument("--hidden-dropout", type=float, default=0.0,
+                   help="dropout rate after each hidden layer (MLP) or dense layer (CNN)")
+    g.add_argument("--max-norm", type=float, default=None,
+                   help="cap on each MLP hidden unit's incoming weight L2 norm")
+
+
+def _add_training(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("training")
+    g.add_argument("--epochs", type=int, default=20, help="default: %(default)s")
+    g.add_argument("--batch-size", type=int, default=256, help="global batch size")
+    g.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default="adam")
+    g.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
+    g.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
+    g.add_argument("--weight-decay", type=float, default=0.0)
+    g.add_argument("--schedule", choices=["constant", "cosine", "linear", "step"],
+                   default="cosine", help="learning-rate schedule, stepped every batch")
+    g.add_argument("--warmup-epochs", type=float, default=0.0)
+    g.add_argument("--milestones", type=int, nargs="*", default=[],
+                   help="epochs at which the step schedule multiplies the lr by --gamma")
+    g.add_argument("--gamma", type=float, default=0.1)
+    g.add_argument("--jitter", type=int, default=0,
+                   help="shift each training image by up to this many pixels")
+    g.add_argument("--grad-clip", type=float, default=None, help="max gradient norm")
+    g.add_argument("--amp", action="store_true", help="bf16 autocast on CUDA")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1")
+    g.add_argument("--out", required=True,
+                   help="run folder: checkpoint.pt (every epoch, atomic) and metrics.json")
+    g.add_argument("--no-resume", action="store_true",
+                   help="start over even if --out holds a checkpoint")
+    g.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="kdistill", description="Knowledge distillation for PyTorch models "
+                "(Hinton, Vinyals & Dean 2015).")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    t = sub.add_parser("train", help="train a teacher or a hard-label baseline",
+                       description="Train a model on hard labels (a teacher, or a baseline).")
+    _add_data(t)
+    _add_model(t, [1200, 1200])
+    _add_training(t)
+
+    d = sub.add_parser("distill", help="distill a student from a teacher checkpoint",
+                       description="Train a student on a teacher's soft targets at temperature "
+                                   "T (plus the hard labels, weighted).")
+    d.add_argument("--teacher", required=True, help="teacher checkpoint.pt (from kdistill train)")
+    _add_data(d)
+    _add_model(d, [800, 800])
+    _add_training(d)
+    g = d.add_argument_group("distillation")
+    g.add_argument("--temperature", "-T", type=float, default=20.0,
+                   help="softmax temperature for teacher and student (default: %(default)s)")
+    g.add_argument("--soft-weight", type=float, default=1.0,
+                   help="weight of the T^2-scaled soft term (>= 0)")
+    g.add_argument("--hard-weight", type=float, default=0.1,
+                   help="weight of the hard-label cross-entropy at T = 1 (>= 0; 0 drops it)")
+    g.add_argument("--loss", choices=["kd", "logit_matching"], default="kd",
+                   help="kd: soft targets at T; logit_matching: squared error of zero-meaned "
+                        "logits (the high-T limit)")
+    g.add_argument("--cache-dir", default=None,
+                   help="teacher-logit cache folder (default: <out>/teacher-cache); unused with "
+                        "--jitter, where the teacher runs online on the jittered batch")
+
+    e = sub.add_parser("evaluate", help="evaluate a checkpoint on a data set's test split",
+                       description="Print test errors, accuracy, NLL and ECE as JSON.")
+    e.add_argument("checkpoint", help="checkpoint.pt")
+    _add_data(e)
+    e.add_argument("--device", default="auto")
+
+    r = sub.add_parser("reproduce", help="reproduce one of the papers' experiments",
+                       description="Run a whole experiment and write JSON, Markdown and a plot.")
+    r.add_argument("experiment", choices=["hinton-mnist"], help="which experiment")
+    _add_data(r, default="fashion-mnist")
+    r.add_argument("--out", default=None,
+                   help="work folder with every run's checkpoint (default: runs/<exp>/<dataset>)")
+    r.add_argument("--report-dir", default=None,
+                   help="also write <report-dir>/<dataset>.{json,md,png}")
+    r.add_argument("--teacher-recipe", default=None,
+                   choices=["paper", "dropout", "dropout-jitter1", "auto"],
+                   help="paper: 1200-1200, dropout, max-norm, 2-pixel jitter; auto: choose among "
+                        "the recipes on a validation split (default: paper on mnist, else auto)")
+    r.add_argument("--temperature", "-T", type=float, default=None, help="headline T (20)")
+    r.add_argument("--hard-weight", type=float, default=None, help="hard-term weight (0.1)")
+    r.add_argument("--no-sweep", action="store_true", help="skip the width x temperature sweep")
+    r.add_argument("--teacher-epochs", type=int, default=None)
+    r.add_argument("--student-epochs", type=int, default=None)
+    r.add_argument("--batch-size", type=int, default=None)
+    r.add_argument("--seed", type=int, default=None)
+    r.add_argument("--device", default=None)
+    r.add_argument("--fresh", action="store_true", help="ignore checkpoints under --out")
+    r.add_argument("--no-progress", action="store_true")
+
+    m = sub.add_parser("demo", help="teacher -> student -> distilled student on the built-in "
+                       "digits, with a report", description="The main job on scikit-learn's "
+                       "digits: a teacher, a hard-label student and a distilled student.")
+    m.add_argument("--out", default="kdistill-demo", help="report folder (default: %(default)s)")
+    m.add_argument("--fresh", action="store_true", help="ignore checkpoints under --out")
+    m.add_argument("--no-progress", action="store_true")
+    return p
+
+
+# ----------------------------------------------------------------------------- commands
+
+def _train_config(a, **extra):
+    from .training import TrainConfig
+
+    cfg = TrainConfig(
+        epochs=a.epochs, batch_size=a.batch_size, optimizer=a.optimizer, lr=a.lr,
+        momentum=a.momentum, weight_decay=a.weight_decay, schedule=a.schedule,
+        warmup_epochs=a.warmup_epochs, milestones=tuple(a.milestones), gamma=a.gamma,
+        jitter=a.jitter, grad_clip=a.grad_clip, amp=a.amp, seed=a.seed, device=a.device,
+        progress=not a.no_progress, **extra)
+    cfg.validate()
+    return cfg
+
+
+def _model_spec(a, data) -> dict:
+    if a.model == "mlp":
+        return {"name": "mlp", "in_features": data.in_features, "num_classes": data.num_classes,
+                "hidden": list(a.hidden), "input_dropout": a.input_dropout,
+                "hidden_dropout": a.hidden_dropout, "max_norm": a.max_norm}
+    shape = data.input_shape
+    if len(shape) != 3 or shape[1] != shape[2]:
+        raise ValueError(f"the cnn needs square images (C, H, H), got input shape {shape}")
+    return {"name": "cnn", "in_channels": shape[0], "num_classes": data.num_classes,
+            "image_size": shape[1], "dropout": a.hidden_dropout}
+
+
+def _build(spec: dict, seed: int):
+    import torch
+
+    from .models import build_model
+
+    torch.manual_seed(seed)
+    return build_model(spec)
+
+
+def _finish(result, out: Path, spec: dict, test) -> None:
+    from .checkpoints import atomic_write_json
+    from .reporting import provenance
+
+    summary = {"final": result.final, "history": result.history, "model_spec": spec,
+               "test_size": len(test), "seconds": round(result.seconds, 1), **provenance()}
+    atomic_write_json(out / "metrics.json", summary)
+    f = result.final
+    print(f"done: test errors {f.get('test_errors')} of {len(test)} "
+          f"(accuracy {f.get('test_accuracy', float('nan')):.4f}), "
+          f"checkpoint {out / 'checkpoint.pt'}")
+
+
+def cmd_train(a) -> int:
+    from .data import load_dataset
+    from .training import train
+
+    cfg = _train_config(a, hard_weight=1.0)
+    splits = load_dataset(a.dataset, a.data_dir, a.download)
+    spec = _model_spec(a, splits.train)
+    model = _build(spec, a.seed)
+    out = Path(a.out)
+    result = train(model, splits.train, cfg, eval_data=splits.test, out_dir=out,
+                   resume=not a.no_resume, model_spec=spec)
+    _finish(result, out, spec, splits.test)
+    return 0
+
+
+def _load_model(path: str, device: str = "cpu"):
+    from .checkpoints import CheckpointError, load_checkpoint
+    from .models import build_model
+
+    ckpt = load_checkpoint(path)
+    spec = ckpt.get("model_spec")
+    if not spec:
+        raise CheckpointError(f"{path} has no model_spec: cannot rebuild the model")
+    model = build_model(spec)
+    try:
+        model.load_state_dict(ckpt["model_state"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: weights do not fit its model_spec ({str(exc)[:160]})") \
+            from None
+    return model.eval(), spec
+
+
+def cmd_distill(a) -> int:
+    from .data import load_dataset
+    from .teachers import cached_teacher_logits
+    from .training import resolve_device, train
+
+    cfg = _train_config(a, temperature=a.temperature, soft_weight=a.soft_weight,
+                        hard_weight=a.hard_weight, loss=a.loss)
+    teacher, teacher_spec = _load_model(a.teacher)
+    splits = load_dataset(a.dataset, a.data_dir, a.download)
+    spec = _model_spec(a, splits.train)
+    n_teacher = teacher_spec.get("num_classes")
+    if n_teacher is not None and n_teacher != splits.train.num_classes:
+        raise ValueError(f"teacher/student class-count mismatch: the teacher has {n_teacher} "
+                         f"classes, {a.dataset} has {splits.train.num_classes}")
+    student = _build(spec, a.seed)
+    out = Path(a.out)
+    device = resolve_device(a.device)
+    kwargs = {}
+    if a.jitter > 0:
+        kwargs["teacher"] = teacher  # online: the teacher sees the same jittered batch
+    else:
+        cache = cached_teacher_logits(teacher, splits.train.x,
+                                      a.cache_dir or out / "teacher-cache",
+                                      transform="identity", device=device,
+                                      progress=not a.no_progress)
+        print(f"teacher logits {'computed' if cache.rebuilt else 'reused'} ({cache.reason}): "
+              f"{cache.path}")
+        kwargs["teacher_logits"] = cache.logits
+    result = train(student, splits.train, cfg, eval_data=splits.test, out_dir=out,
+                   resume=not a.no_resume, model_spec=spec,
+                   extra={"teacher_checkpoint": str(a.teacher)}, **kwargs)
+    _finish(result, out, spec, splits.test)
+    return 0
+
+
+def cmd_evaluate(a) -> int:
+    from .data import load_dataset
+    from .training import evaluate, resolve_device
+
+    model, _ = _load_model(a.checkpoint)
+    splits = load_dataset(a.dataset, a.data_dir, a.download)
+    metrics = evaluate(model, splits.test, device=resolve_device(a.device))
+    print(json.dumps({"checkpoint": a.checkpoint, "dataset": a.dataset, **metrics}, indent=2))
+    return 0
+
+
+def cmd_reproduce(a) -> int:
+    from .experiments import hinton_mnist
+
+    if a.temperature is not None and a.temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {a.temperature}")
+    if a.hard_weight is not None and a.hard_weight < 0:
+        raise ValueError(f"hard weight must be >= 0, got {a.hard_weight}")
+    name = Path(a.dataset).stem if a.dataset.endswith(".npz") else a.dataset
+    cfg = hinton_mnist.config_from(
+        a.dataset, data_dir=a.data_dir, download=a.download or None,
+        out=a.out or f"runs/hinton-mnist/{name}", report_dir=a.report_dir,
+        teacher_recipe=a.teacher_recipe, temperature=a.temperature, hard_weight=a.hard_weight,
+        sweep=False if a.no_sweep else None, teacher_epochs=a.teacher_epochs,
+        student_epochs=a.student_epochs, batch_size=a.batch_size, seed=a.seed,
+        device=a.device, fresh=a.fresh or None, progress=not a.no_progress)
+    results = hinton_mnist.run(cfg)
+    _print_summary(results, Path(cfg.out))
+    return 0
+
+
+def cmd_demo(a) -> int:
+    from .experiments import hinton_mnist
+
+    # The digits teacher recipe the full reproduction picks on validation; no sweep, so the
+    # demo takes about a minute on two cores.
+    cfg = hinton_mnist.config_from("digits", out=a.out, teacher_recipe="dropout", sweep=False,
+                                   fresh=a.fresh or None, progress=not a.no_progress)
+    results = hinton_mnist.run(cfg)
+    _print_summary(results, Path(cfg.out))
+    return 0
+
+
+def _print_summary(r: dict, out: Path) -> None:
+    n = r["test_size"]
+    print()
+    print(f"{'model':<44} {'test errors':>12} {'error rate':>11}")
+    for key, label in (("teacher", f"teacher ({r['teacher_recipe']})"),
+                       ("student", "student, hard labels"),
+                       ("distilled", f"student, distilled at T={r['temperature']:g}")):
+        e = r[f"{key}_errors"]
+        print(f"{label:<44} {e:>12} {100 * e / n:>10.2f}%")
+    if r["gap_recovered"] is not None:
+        print(f"gap recovered by distillation: {100 * r['gap_recovered']:.1f}%")
+    print(f"report: {out / 'results.md'} (+ .json, .png); wall time {r['wall_seconds']:.0f} s")
+
+
+COMMANDS = {"train": cmd_train, "distill": cmd_distill, "evaluate": cmd_evaluate,
+            "reproduce": cmd_reproduce, "demo": cmd_demo}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .checkpoints import CheckpointError
+    from .training import TrainingDiverged
+
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    except UsageError as exc:
+        print(f"{exc} (see kdistill --help)", file=sys.stderr)
+        return 2
+    except (ValueError, FileNotFoundError, CheckpointError) as exc:
+        print(f"kdistill: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except TrainingDiverged as exc:
+        print(f"kdistill: training diverged: {_one_line(exc)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("kdistill: interrupted; rerun the same command to resume from the last "
+              "checkpoint", file=sys.stderr)
+        return 130
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return " ".join(text.split())
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())

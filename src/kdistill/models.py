@@ -1,0 +1,132 @@
+"""Model registry: the MLPs of the paper's MNIST experiment and a small CNN.
+
+A model is described by a plain dict spec (`{"name": "mlp", "hidden": [800, 800], ...}`) so a
+checkpoint can rebuild it without pickled code: `build_model(spec)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+__all__ = ["MLP", "SmallCNN", "MODELS", "build_model", "count_parameters", "apply_constraints"]
+
+
+class MLP(nn.Module):
+    """ReLU MLP with optional input/hidden dropout and a max-norm cap on each hidden unit's
+    incoming weight vector, the regularizer of Hinton et al.'s dropout nets (arXiv:1207.0580).
+
+    Inputs of any shape are flattened, so images (N, 1, 28, 28) go in as they are.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        num_classes: int,
+        hidden: Sequence[int] = (800, 800),
+        input_dropout: float = 0.0,
+        hidden_dropout: float = 0.0,
+        max_norm: float | None = None,
+    ) -> None:
+        super().__init__()
+        if in_features < 1 or num_classes < 2:
+            raise ValueError(f"need in_features >= 1 and num_classes >= 2, got "
+                             f"{in_features}, {num_classes}")
+        if any(h < 1 for h in hidden):
+            raise ValueError(f"hidden sizes must be >= 1, got {list(hidden)}")
+        for name, p in (("input_dropout", input_dropout), ("hidden_dropout", hidden_dropout)):
+            if not 0.0 <= p < 1.0:
+                raise ValueError(f"{name} must lie in [0, 1), got {p}")
+        if max_norm is not None and max_norm <= 0:
+            raise ValueError(f"max_norm must be > 0, got {max_norm}")
+        self.max_norm = max_norm
+        layers: list[nn.Module] = [nn.Flatten()]
+        if input_dropout > 0:
+            layers.append(nn.Dropout(input_dropout))
+        width = in_features
+        self.hidden_layers = nn.ModuleList()
+        for h in hidden:
+            linear = nn.Linear(width, h)
+            self.hidden_layers.append(linear)
+            layers += [linear, nn.ReLU()]
+            if hidden_dropout > 0:
+                layers.append(nn.Dropout(hidden_dropout))
+            width = h
+        self.head = nn.Linear(width, num_classes)
+        layers.append(self.head)
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    @torch.no_grad()
+    def apply_constraints(self) -> None:
+        """Rescale each hidden unit's incoming weights to L2 norm <= max_norm (after a step)."""
+        if self.max_norm is None:
+            return
+        for linear in self.hidden_layers:
+            w = linear.weight
+            norms = w.norm(dim=1, keepdim=True).clamp_min(1e-12)
+            w.mul_(norms.clamp(max=self.max_norm) / norms)
+
+
+class SmallCNN(nn.Module):
+    """Two 3x3 conv blocks + one hidden dense layer: a teacher clearly stronger than an MLP on
+    clothing images, still cheap on a CPU."""
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        num_classes: int = 10,
+        image_size: int = 28,
+        channels: Sequence[int] = (32, 64),
+        hidden: int = 256,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if image_size % 4:
+            raise ValueError(f"image_size must be divisible by 4, got {image_size}")
+        c1, c2 = channels
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, c1, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(c1, c2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        )
+        flat = c2 * (image_size // 4) ** 2
+        self.classifier = nn.Sequential(
+            nn.Flatten(), nn.Dropout(dropout), nn.Linear(flat, hidden), nn.ReLU(),
+            nn.Dropout(dropout), nn.Linear(hidden, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+MODELS: dict[str, Callable[..., nn.Module]] = {"mlp": MLP, "cnn": SmallCNN}
+
+
+def build_model(spec: dict) -> nn.Module:
+    """Build a registered model from a spec dict: {"name": ..., **constructor kwargs}."""
+    if not isinstance(spec, dict) or "name" not in spec:
+        raise ValueError(f"a model spec is a dict with a 'name' key, got {spec!r}")
+    kwargs = {k: v for k, v in spec.items() if k != "name"}
+    name = spec["name"]
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; known: {sorted(MODELS)}")
+    try:
+        return MODELS[name](**kwargs)
+    except TypeError as exc:
+        raise ValueError(f"bad arguments for model {name!r}: {exc}") from None
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def apply_constraints(model: nn.Module) -> None:
+    """Call the model's own post-step constraint (max-norm) if it has one; DDP-wrapped too."""
+    inner = getattr(model, "module", model)
+    fn = getattr(inner, "apply_constraints", None)
+    if callable(fn):
+        fn()

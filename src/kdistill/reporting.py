@@ -1,0 +1,72 @@
+"""What every result file says about itself: command, hardware, versions, wall time; and the
+small Markdown/plot helpers the experiments share."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shlex
+import sys
+from pathlib import Path
+
+import torch
+
+from .checkpoints import atomic_write
+
+__all__ = ["provenance", "hardware", "markdown_table", "save_figure", "command_line"]
+
+
+def command_line() -> str:
+    argv = list(sys.argv)
+    if argv and argv[0].endswith(("kdistill", "__main__.py")):
+        argv[0] = "kdistill"
+    return " ".join(shlex.quote(a) for a in argv)
+
+
+def hardware() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    desc = f"{os.cpu_count()} CPU cores ({cpu}), torch threads {torch.get_num_threads()}"
+    if torch.cuda.is_available():
+        desc += f", GPU {torch.cuda.get_device_name(0)}"
+    return desc
+
+
+def provenance(command: str | None = None) -> dict:
+    import numpy
+
+    return {
+        "command": command or command_line(),
+        "hardware": hardware(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "platform": platform.platform(),
+    }
+
+
+def markdown_table(header: list[str], rows: list[list]) -> str:
+    def fmt(v) -> str:
+        if isinstance(v, float):
+            return f"{v:.4g}"
+        return str(v)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def save_figure(fig, path: str | os.PathLike) -> Path:
+    """Save a matplotlib figure atomically as PNG."""
+    import matplotlib.pyplot as plt
+
+    out = atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110,
+                                                     bbox_inches="tight"))
+    plt.close(fig)
+    return out

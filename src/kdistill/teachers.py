@@ -1,0 +1,171 @@
+"""Teachers: any nn.Module or callable returning logits, run frozen; and a logit cache on disk.
+
+Running the teacher once over the transfer set and storing its logits removes the teacher's
+forward pass from every student epoch. The cache is keyed by a fingerprint of the teacher's
+weights, the inputs and the transform, and is rebuilt (never silently reused) when any of them
+changes. With augmentation the teacher must see the student's augmented input, so the trainer
+runs it online instead (SPEC 1.6 pitfall 5).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .checkpoints import atomic_write, atomic_write_json
+
+__all__ = [
+    "Teacher",
+    "run_teacher",
+    "fingerprint_module",
+    "fingerprint_tensor",
+    "CacheResult",
+    "cached_teacher_logits",
+]
+
+Teacher = nn.Module | Callable[[torch.Tensor], torch.Tensor]
+
+
+def run_teacher(
+    teacher: Teacher,
+    x: torch.Tensor,
+    batch_size: int = 1024,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+) -> torch.Tensor:
+    """Teacher logits for all of `x` as float32 on the CPU: eval mode (a dropout net acts as its
+    mean network), no autograd, in batches; the module's train/eval mode is restored after."""
+    was_training = teacher.training if isinstance(teacher, nn.Module) else None
+    if isinstance(teacher, nn.Module):
+        teacher.eval()
+    chunks = []
+    try:
+        with torch.no_grad():
+            starts = range(0, len(x), batch_size)
+            if progress:
+                from tqdm import tqdm
+                starts = tqdm(starts, desc="teacher", unit="batch", leave=False)
+            for i in starts:
+                out = teacher(x[i:i + batch_size].to(device))
+                if not isinstance(out, torch.Tensor):
+                    raise TypeError(f"the teacher must return a logits tensor, got {type(out)}")
+                chunks.append(out.float().cpu())
+    finally:
+        if was_training:
+            teacher.train()
+    if not chunks:
+        raise ValueError("cannot run a teacher on an empty data set")
+    return torch.cat(chunks)
+
+
+def fingerprint_tensor(t: torch.Tensor) -> str:
+    t = t.detach().cpu().contiguous()
+    h = hashlib.sha256(f"{t.dtype}|{tuple(t.shape)}|".encode())
+    h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def fingerprint_module(module: nn.Module) -> str:
+    """SHA-256 over the class name and every parameter and buffer (names, dtypes, shapes, bytes)."""
+    h = hashlib.sha256(type(module).__qualname__.encode())
+    for name, tensor in module.state_dict().items():
+        h.update(name.encode())
+        h.update(fingerprint_tensor(tensor).encode())
+    return h.hexdigest()
+
+
+@dataclass
+class CacheResult:
+    logits: torch.Tensor
+    path: Path
+    rebuilt: bool
+    reason: str
+
+
+def cached_teacher_logits(
+    teacher: Teacher,
+    x: torch.Tensor,
+    cache_dir: str | os.PathLike,
+    *,
+    transform: str = "identity",
+    teacher_key: str | None = None,
+    batch_size: int = 1024,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+) -> CacheResult:
+    """Teacher logits on `x`, from `cache_dir` if its fingerprint matches, else computed and
+    written there (logits.npy, memory-mapped on load, plus meta.json).
+
+    `transform` names any preprocessing applied to `x` before the teacher sees it; `teacher_key`
+    identifies a callable teacher that has no weights to hash.
+    """
+    cache_dir = Path(cache_dir)
+    if isinstance(teacher, nn.Module):
+        teacher_fp = fingerprint_module(teacher)
+    elif teacher_key:
+        teacher_fp = hashlib.sha256(teacher_key.encode()).hexdigest()
+    else:
+        raise ValueError("a callable teacher has no weights to fingerprint: pass teacher_key")
+    want = {
+        "format": 1,
+        "teacher": teacher_fp,
+        "data": fingerprint_tensor(x),
+        "transform": transform,
+        "n": len(x),
+    }
+    meta_path, array_path = cache_dir / "meta.json", cache_dir / "logits.npy"
+    reason = _mismatch(meta_path, array_path, want)
+    if reason is None:
+        arr = np.load(array_path, mmap_mode="c")
+        return CacheResult(torch.from_numpy(arr), array_path, False, "fingerprint matches")
+
+    logits = run_teacher(teacher, x, batch_size=batch_size, device=device, progress=progress)
+    if not torch.isfinite(logits).all():
+        bad = int((~torch.isfinite(logits)).any(dim=1).sum())
+        raise ValueError(f"the teacher produced NaN or infinite logits on {bad} of {len(x)} inputs")
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    # The array first, then the meta that vouches for it: a crash between the two leaves a meta
+    # that does not match, so the next run rebuilds.
+    if meta_path.exists():
+        meta_path.unlink()
+    atomic_write(array_path, lambda tmp: _save_npy(tmp, logits.numpy()))
+    atomic_write_json(meta_path, {**want, "shape": list(logits.shape)})
+    arr = np.load(array_path, mmap_mode="c")
+    return CacheResult(torch.from_numpy(arr), array_path, True, reason)
+
+
+def _save_npy(tmp: str, arr: np.ndarray) -> None:
+    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=arr.shape)
+    out[:] = arr
+    out.flush()
+    del out
+
+
+def _mismatch(meta_path: Path, array_path: Path, want: dict) -> str | None:
+    """Why the cache cannot be used, or None if it can."""
+    if not meta_path.is_file() or not array_path.is_file():
+        return "no cache yet"
+    try:
+        have = json.loads(meta_path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return "cache metadata unreadable"
+    for key, what in (("teacher", "teacher weights changed"), ("data", "data changed"),
+                      ("transform", "transform changed"), ("format", "cache format changed"),
+                      ("n", "data size changed")):
+        if have.get(key) != want[key]:
+            return what
+    try:
+        arr = np.load(array_path, mmap_mode="r")
+    except (OSError, ValueError):
+        return "cached logits unreadable"
+    if list(arr.shape) != have.get("shape") or arr.shape[0] != want["n"]:
+        return "cached logits have the wrong shape"
+    return None

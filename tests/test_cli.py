@@ -1,0 +1,138 @@
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from test_data import make_idx_folder
+
+from kdistill.cli import main
+from kdistill.models import MLP
+
+SMALL = ["--hidden", "32", "32", "--epochs", "5", "--batch-size", "32", "--lr", "0.005",
+         "--no-progress"]
+
+
+def run_cli(args, capsys):
+    code = main(args)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def assert_usage_error(code, err, *words):
+    assert code == 2
+    lines = [line for line in err.strip().splitlines() if line]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    for w in words:
+        assert w in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def digits_teacher(tmp_path_factory):
+    out = tmp_path_factory.mktemp("teacher")
+    assert main(["train", "--dataset", "digits", "--out", str(out), *SMALL]) == 0
+    return out / "checkpoint.pt"
+
+
+def test_train_distill_evaluate_end_to_end_on_digits(digits_teacher, tmp_path, capsys):
+    out = tmp_path / "student"
+    code, stdout, _ = run_cli(["distill", "--teacher", str(digits_teacher), "--dataset", "digits",
+                               "--out", str(out), "-T", "4", *SMALL], capsys)
+    assert code == 0 and "teacher logits computed" in stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["final"]["test_accuracy"] > 0.8 and metrics["test_size"] == 450
+    # same command again: the run is complete and the cache is reused, not recomputed
+    code, stdout, _ = run_cli(["distill", "--teacher", str(digits_teacher), "--dataset",
+                               "digits", "--out", str(out), "-T", "4", *SMALL], capsys)
+    assert code == 0 and "reused" in stdout
+    code, stdout, _ = run_cli(["evaluate", str(out / "checkpoint.pt"), "--dataset", "digits"],
+                              capsys)
+    assert code == 0
+    assert json.loads(stdout)["errors"] == metrics["final"]["test_errors"]
+    # with jitter the teacher runs online instead of from the cache
+    code, stdout, _ = run_cli(["distill", "--teacher", str(digits_teacher), "--dataset",
+                               "digits", "--out", str(tmp_path / "online"), "--jitter", "1",
+                               *SMALL], capsys)
+    assert code == 0 and "teacher logits" not in stdout
+
+
+@pytest.mark.parametrize("flags, words", [
+    (["-T", "0"], ["temperature", "> 0"]),
+    (["-T", "-3"], ["temperature"]),
+    (["--soft-weight", "-1"], ["soft_weight", ">= 0"]),
+    (["--hard-weight", "nan"], ["hard_weight"]),
+    (["--soft-weight", "0", "--hard-weight", "0"], ["both 0"]),
+    (["--epochs", "0"], ["epochs"]),
+    (["--bogus-flag"], ["unrecognized arguments"]),
+])
+def test_bad_flags_exit_2_with_one_line(digits_teacher, tmp_path, capsys, flags, words):
+    out = tmp_path / "never"
+    code, _, err = run_cli(["distill", "--teacher", str(digits_teacher), "--dataset", "digits",
+                            "--out", str(out), *SMALL, *flags], capsys)
+    assert_usage_error(code, err, *words)
+    assert not out.exists()  # nothing half-written
+
+
+def test_class_count_mismatch(digits_teacher, tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "three.npz", x_train=rng.random((30, 8, 8)), y_train=np.arange(30) % 3,
+             x_test=rng.random((6, 8, 8)), y_test=np.arange(6) % 3)
+    code, _, err = run_cli(["distill", "--teacher", str(digits_teacher), "--dataset",
+                            str(tmp_path / "three.npz"), "--out", str(tmp_path / "s"), *SMALL],
+                           capsys)
+    assert_usage_error(code, err, "class-count mismatch", "10", "3")
+    assert not (tmp_path / "s").exists()
+
+
+def test_labels_out_of_range_and_missing_or_corrupt_data(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("KDISTILL_DATA", str(tmp_path / "empty"))
+    bad = make_idx_folder(tmp_path / "bad", label_max=11)
+    code, _, err = run_cli(["train", "--dataset", "mnist", "--data-dir", str(bad),
+                            "--out", str(tmp_path / "o"), *SMALL], capsys)
+    assert_usage_error(code, err, "labels must lie in [0, 9]")
+    code, _, err = run_cli(["train", "--dataset", "mnist", "--data-dir",
+                            str(tmp_path / "nope"), "--out", str(tmp_path / "o"), *SMALL], capsys)
+    assert_usage_error(code, err, "mnist", "not found")
+    good = make_idx_folder(tmp_path / "good")
+    (good / "t10k-labels-idx1-ubyte.gz").write_bytes(b"\x1f\x8b broken")
+    code, _, err = run_cli(["train", "--dataset", "mnist", "--data-dir", str(good),
+                            "--out", str(tmp_path / "o"), *SMALL], capsys)
+    assert_usage_error(code, err, "t10k-labels", "cannot read")
+    assert not (tmp_path / "o").exists()
+
+
+def test_corrupt_checkpoint_and_nan_teacher(tmp_path, capsys):
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(os.urandom(500))
+    code, _, err = run_cli(["evaluate", str(junk), "--dataset", "digits"], capsys)
+    assert_usage_error(code, err, "corrupt")
+    code, _, err = run_cli(["distill", "--teacher", str(junk), "--dataset", "digits",
+                            "--out", str(tmp_path / "s"), *SMALL], capsys)
+    assert_usage_error(code, err, "corrupt")
+    # a teacher whose weights are NaN produces NaN logits
+    spec = {"name": "mlp", "in_features": 64, "num_classes": 10, "hidden": [8]}
+    model = MLP(64, 10, [8])
+    with torch.no_grad():
+        model.head.weight.fill_(float("nan"))
+    torch.save({"format": 1, "model_spec": spec, "model_state": model.state_dict()},
+               tmp_path / "nan.pt")
+    code, _, err = run_cli(["distill", "--teacher", str(tmp_path / "nan.pt"), "--dataset",
+                            "digits", "--out", str(tmp_path / "s2"), *SMALL], capsys)
+    assert_usage_error(code, err, "NaN")
+    assert not (tmp_path / "s2" / "checkpoint.pt").exists()
+
+
+def test_console_script_has_no_traceback_and_help_documents_flags(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "kdistill", "distill", "--teacher",
+                           str(tmp_path / "missing.pt"), "--out", str(tmp_path / "x")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"kdistill: error: checkpoint not found: {tmp_path}/missing.pt"
+    help_text = subprocess.run([sys.executable, "-m", "kdistill", "distill", "--help"],
+                               capture_output=True, text=True).stdout
+    for flag in ("--temperature", "--soft-weight", "--hard-weight", "--loss", "--cache-dir",
+                 "--jitter", "--grad-clip", "--no-resume", "--max-norm"):
+        assert flag in help_text

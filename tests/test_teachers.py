@@ -1,0 +1,84 @@
+import json
+
+import pytest
+import torch
+
+from kdistill.models import MLP
+from kdistill.teachers import cached_teacher_logits, fingerprint_module, run_teacher
+
+
+def make_teacher(seed=0):
+    torch.manual_seed(seed)
+    return MLP(16, 3, (8,), input_dropout=0.5, hidden_dropout=0.5)
+
+
+def test_run_teacher_uses_the_mean_network_and_restores_mode():
+    t = make_teacher().train()
+    x = torch.randn(10, 16)
+    a = run_teacher(t, x, batch_size=3)
+    assert t.training  # mode restored
+    with torch.no_grad():
+        ref = t.eval()(x)
+    assert torch.allclose(a, ref, atol=1e-6)  # eval mode: dropout off, batches in order
+    assert not a.requires_grad
+
+
+def test_cache_reused_when_nothing_changed(tmp_path):
+    t, x = make_teacher(), torch.randn(20, 16)
+    first = cached_teacher_logits(t, x, tmp_path)
+    again = cached_teacher_logits(t, x, tmp_path)
+    assert first.rebuilt and not again.rebuilt
+    assert torch.equal(first.logits, again.logits)
+    assert torch.allclose(again.logits, run_teacher(t, x))
+
+
+@pytest.mark.parametrize("change, reason", [
+    ("weights", "teacher weights changed"),
+    ("data", "data changed"),
+    ("transform", "transform changed"),
+])
+def test_cache_rebuilt_when_teacher_data_or_transform_changes(tmp_path, change, reason):
+    t, x = make_teacher(), torch.randn(20, 16)
+    cached_teacher_logits(t, x, tmp_path, transform="identity")
+    transform = "identity"
+    if change == "weights":
+        with torch.no_grad():
+            t.head.bias[0] += 1.0
+    elif change == "data":
+        x = x.clone()
+        x[3, 5] += 1e-3
+    else:
+        transform = "standardized"
+    res = cached_teacher_logits(t, x, tmp_path, transform=transform)
+    assert res.rebuilt and res.reason == reason
+    assert torch.allclose(res.logits, run_teacher(t, x))
+
+
+def test_cache_rebuilt_when_files_are_damaged(tmp_path):
+    t, x = make_teacher(), torch.randn(20, 16)
+    cached_teacher_logits(t, x, tmp_path)
+    (tmp_path / "meta.json").write_text("{not json")
+    assert cached_teacher_logits(t, x, tmp_path).reason == "cache metadata unreadable"
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    (tmp_path / "logits.npy").write_bytes(b"garbage")
+    res = cached_teacher_logits(t, x, tmp_path)
+    assert res.rebuilt and res.reason == "cached logits unreadable"
+    assert json.loads((tmp_path / "meta.json").read_text()) == meta
+
+
+def test_callable_teacher_needs_a_key_and_nan_teacher_is_rejected(tmp_path):
+    x = torch.randn(4, 16)
+    with pytest.raises(ValueError, match="teacher_key"):
+        cached_teacher_logits(lambda b: b[:, :3], x, tmp_path)
+    res = cached_teacher_logits(lambda b: b[:, :3], x, tmp_path, teacher_key="slice-v1")
+    assert torch.equal(res.logits, x[:, :3])
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        cached_teacher_logits(lambda b: b[:, :3] / 0, x, tmp_path / "nan", teacher_key="div0")
+
+
+def test_fingerprint_sees_every_weight():
+    a, b = make_teacher(), make_teacher()
+    assert fingerprint_module(a) == fingerprint_module(b)
+    with torch.no_grad():
+        b.hidden_layers[0].weight[0, 0] += 1e-7
+    assert fingerprint_module(a) != fingerprint_module(b)
