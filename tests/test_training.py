@@ -156,6 +156,20 @@ def test_dataloader_input(blobs):
     assert result.final["test_accuracy"] > 0.95
 
 
+def test_dataloader_with_cached_logits_needs_an_index(blobs):
+    logits = torch.zeros(len(blobs), 3)
+    logits[torch.arange(len(blobs)), blobs.y] = 5.0  # a confident, correct teacher
+    indexed = torch.utils.data.TensorDataset(blobs.x, blobs.y, torch.arange(len(blobs)))
+    loader = torch.utils.data.DataLoader(indexed, batch_size=16, shuffle=True)
+    result = train(student(), loader, cfg(epochs=5, hard_weight=0.0, temperature=2.0),
+                   teacher_logits=logits, eval_data=blobs, **QUIET)
+    assert result.final["test_accuracy"] > 0.95
+    plain = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(blobs.x, blobs.y),
+                                        batch_size=16)
+    with pytest.raises(ValueError, match="index"):
+        train(student(), plain, cfg(epochs=1), teacher_logits=logits, **QUIET)
+
+
 def test_two_process_ddp_matches_one_process(tmp_path):
     """torchrun, 2 CPU processes (gloo): same final weights as one process, same global batch."""
     sys.path.insert(0, str(Path(__file__).parent))

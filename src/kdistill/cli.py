@@ -237,6 +237,8 @@ def cmd_distill(a) -> int:
     cfg = _train_config(a, temperature=a.temperature, soft_weight=a.soft_weight,
                         hard_weight=a.hard_weight, loss=a.loss)
     teacher, teacher_spec = _load_model(a.teacher)
+    device = resolve_device(a.device)
+    teacher = teacher.to(device)
     splits = load_dataset(a.dataset, a.data_dir, a.download)
     spec = _model_spec(a, splits.train)
     n_teacher = teacher_spec.get("num_classes")
@@ -245,7 +247,6 @@ def cmd_distill(a) -> int:
                          f"classes, {a.dataset} has {splits.train.num_classes}")
     student = _build(spec, a.seed)
     out = Path(a.out)
-    device = resolve_device(a.device)
     kwargs = {}
     if a.jitter > 0:
         kwargs["teacher"] = teacher  # online: the teacher sees the same jittered batch

@@ -46,6 +46,9 @@ def run_teacher(
     was_training = teacher.training if isinstance(teacher, nn.Module) else None
     if isinstance(teacher, nn.Module):
         teacher.eval()
+        first = next(teacher.parameters(), None)
+        if first is not None:  # inputs go where the weights are
+            device = first.device
     chunks = []
     try:
         with torch.no_grad():

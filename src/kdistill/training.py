@@ -296,7 +296,7 @@ def train(
             sampler = getattr(train_data, "sampler", None)
             if hasattr(sampler, "set_epoch"):
                 sampler.set_epoch(epoch)
-            batches = _loader_batches(train_data, device, cfg, epoch, world)
+            batches = _loader_batches(train_data, teacher_logits, device, cfg, epoch, world)
         t_epoch = time.perf_counter()
         stats = _train_epoch(model, teacher, batches, optimizer, scheduler, cfg, epoch,
                              steps_per_epoch, ckpt_path, rank)
@@ -374,19 +374,25 @@ def _array_batches(x, y, t, cfg: TrainConfig, epoch: int, rank: int, world: int)
         yield (xb, None if y is None else y[idx], None if t is None else t[idx], len(glob))
 
 
-def _loader_batches(loader: Iterable, device, cfg: TrainConfig, epoch: int, world: int):
+def _loader_batches(loader: Iterable, logits, device, cfg: TrainConfig, epoch: int, world: int):
+    """Batches from a user's DataLoader: `x`, `(x, y)` or `(x, y, index)`; the index picks the
+    cached teacher logits of each example."""
     gen = _epoch_generator(cfg.seed, epoch)
     for batch in loader:
         if isinstance(batch, torch.Tensor):
-            xb, yb = batch, None
-        else:
-            xb, yb = batch[0], batch[1] if len(batch) > 1 else None
-        xb = xb.to(device, non_blocking=True)
-        yb = None if yb is None else yb.to(device, non_blocking=True)
+            batch = (batch,)
+        xb = batch[0].to(device, non_blocking=True)
+        yb = batch[1].to(device, non_blocking=True) if len(batch) > 1 else None
+        tb = None
+        if logits is not None:
+            if len(batch) < 3:
+                raise ValueError("cached teacher logits with a DataLoader need (x, y, index) "
+                                 "batches so each example finds its logits")
+            tb = torch.as_tensor(logits)[batch[2].cpu()].to(device, non_blocking=True)
         if cfg.jitter > 0:
             shifts = torch.randint(-cfg.jitter, cfg.jitter + 1, (2, len(xb)), generator=gen)
-            xb = jitter(xb, cfg.jitter, shifts=shifts.to(device))
-        yield xb, yb, None, len(xb) * world
+            xb = jitter(xb, cfg.jitter, shifts=shifts)
+        yield xb, yb, tb, len(xb) * world
 
 
 def _train_epoch(model, teacher, batches, optimizer, scheduler, cfg: TrainConfig, epoch: int,

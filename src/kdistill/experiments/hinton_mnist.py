@@ -330,6 +330,7 @@ def plot_sweep(r: dict):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     sw = r["sweep"]
     has_sweep = len(sw["temperatures"]) > 1
@@ -341,6 +342,7 @@ def plot_sweep(r: dict):
                               ("distilled", f"student, distilled T={r['temperature']:g}", "C1-")):
         curve = r[key]["curve"]
         ax.plot(range(1, len(curve) + 1), curve, style, label=label)
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel(f"test errors (of {r['test_size']})")
     ax.set_title(f"{r['dataset']}: learning curves")

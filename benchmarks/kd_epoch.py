@@ -1,0 +1,142 @@
+"""What does distillation cost per epoch, and how close to the machine's matmul rate do we train?
+
+In one run, same student (784-800-800-10), same data, interleaved repeats, medians:
+  (a) a plain hard-label epoch;
+  (b) a distillation epoch that runs the teacher (784-1200-1200-10) on every batch, as most KD
+      libraries do;
+  (c) a distillation epoch from cached teacher logits (kdistill's default without augmentation).
+Reports b/a and c/a, samples per second, and the student's achieved GFLOP/s against a large
+float32 matmul timed in the same run. Writes docs/results/bench-kd-epoch.json.
+
+    python benchmarks/kd_epoch.py [--examples 20000] [--repeats 3] [--batch-size 256]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from kdistill.checkpoints import atomic_write_json
+from kdistill.data import ArrayDataset, load_fashion_mnist
+from kdistill.models import MLP
+from kdistill.reporting import provenance
+from kdistill.teachers import cached_teacher_logits
+from kdistill.training import TrainConfig, resolve_device, train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def mlp_train_flops(sizes: list[int]) -> int:
+    """Multiply-adds of the linear layers x 2 (flops) x 3 (forward + two backward matmuls)."""
+    macs = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    return 2 * 3 * macs
+
+
+def matmul_gflops(device: torch.device, n: int = 2048, repeats: int = 5) -> float:
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    a @ b
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        t = time.perf_counter()
+        a @ b
+        _sync(device)
+        times.append(time.perf_counter() - t)
+    return 2 * n**3 / statistics.median(times) / 1e9
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def load_data(n: int) -> tuple[ArrayDataset, str]:
+    try:
+        train_set = load_fashion_mnist().train
+        return train_set.subset(torch.arange(min(n, len(train_set)))), "fashion-mnist"
+    except FileNotFoundError:
+        g = torch.Generator().manual_seed(0)
+        x = torch.rand(n, 1, 28, 28, generator=g)
+        y = torch.randint(0, 10, (n,), generator=g)
+        return ArrayDataset(x, y, 10, name="synthetic"), "synthetic (fashion-mnist not installed)"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--examples", type=int, default=20000)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--batch-size", type=int, default=256)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--out", default=str(ROOT / "docs/results/bench-kd-epoch.json"))
+    args = ap.parse_args()
+    t_start = time.perf_counter()
+    device = resolve_device(args.device)
+    data, source = load_data(args.examples)
+    torch.manual_seed(0)
+    teacher = MLP(784, 10, (1200, 1200), 0.2, 0.5, 15.0).to(device).eval()
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = cached_teacher_logits(teacher, data.x, tmp, device=device).logits.clone()
+
+    def epoch(kind: str) -> float:
+        torch.manual_seed(1)
+        student = MLP(784, 10, (800, 800))
+        cfg = TrainConfig(epochs=1, batch_size=args.batch_size, optimizer="adam", lr=1e-3,
+                          temperature=20.0, hard_weight=0.1, progress=False,
+                          device=str(device))
+        kw = {"teacher": teacher} if kind == "online" else \
+             {"teacher_logits": cache} if kind == "cached" else {}
+        _sync(device)
+        t = time.perf_counter()
+        train(student, data, cfg, log=lambda s: None, **kw)
+        _sync(device)
+        return time.perf_counter() - t
+
+    kinds = ("plain", "online", "cached")
+    epoch("plain")  # warm-up: allocator, thread pool, kernels
+    times: dict[str, list[float]] = {k: [] for k in kinds}
+    matmul: list[float] = []
+    for r in range(args.repeats):
+        for k in (kinds if r % 2 == 0 else kinds[::-1]):  # interleaved, order alternated
+            times[k].append(epoch(k))
+            print(f"repeat {r + 1}/{args.repeats} {k:>6}: {times[k][-1]:.2f} s", flush=True)
+        matmul.append(matmul_gflops(device))
+    med = {k: statistics.median(v) for k, v in times.items()}
+    n = len(data)
+    flops = mlp_train_flops([784, 800, 800, 10]) * n
+    gflops = flops / med["plain"] / 1e9
+    peak = statistics.median(matmul)
+    result = {
+        "ratio_online_over_plain": med["online"] / med["plain"],
+        "ratio_cached_over_plain": med["cached"] / med["plain"],
+        "samples_per_second": {k: n / med[k] for k in kinds},
+        "seconds_per_epoch_median": med,
+        "seconds_per_epoch_all": times,
+        "gflops_achieved": gflops,
+        "gflops_matmul": peak,
+        "fraction_of_matmul_rate": gflops / peak,
+        "goals": {"ratio_cached_over_plain": "<= 1.05", "fraction_of_matmul_rate": ">= 0.60"},
+        "examples": n,
+        "data": source,
+        "batch_size": args.batch_size,
+        "repeats": args.repeats,
+        "student": "MLP 784-800-800-10, Adam",
+        "teacher": "MLP 784-1200-1200-10 (dropout, eval mode)",
+        "flops_counted": "2 x 3 x multiply-adds of the linear layers per example (forward + "
+                         "backward); softmax, loss, optimizer and data movement not counted",
+        "wall_seconds": round(time.perf_counter() - t_start, 1),
+        **provenance("python benchmarks/kd_epoch.py"),
+    }
+    atomic_write_json(args.out, result)
+    print(f"online/plain {result['ratio_online_over_plain']:.3f}  "
+          f"cached/plain {result['ratio_cached_over_plain']:.3f}  "
+          f"plain {n / med['plain']:.0f} samples/s  achieved {gflops:.1f} GFLOP/s of "
+          f"{peak:.1f} matmul ({100 * gflops / peak:.0f}%)  -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+import json
+
+import pytest
+
+from kdistill.experiments import hinton_mnist as hm
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("hm")
+    cfg = hm.config_from("digits", out=str(out / "work"), report_dir=str(out / "report"),
+                         teacher_epochs=2, student_epochs=2, student_hidden=16,
+                         sweep_hidden=(16, 8), sweep_temperatures=(2.0,), temperature=4.0,
+                         progress=False)
+    logs = []
+    return hm.run(cfg, log=logs.append), out, cfg, logs
+
+
+def test_results_hold_the_protocol(tiny_run):
+    r, out, _, logs = tiny_run
+    for key in ("teacher_errors", "student_errors", "distilled_errors", "test_size", "sweep",
+                "wall_seconds", "seeds", "command", "hardware"):
+        assert key in r
+    assert r["test_size"] == 450
+    assert r["sweep"]["hidden"] == [16, 8] and r["sweep"]["temperatures"] == [2.0, 4.0]
+    assert len(r["sweep"]["errors"]) == 2 and len(r["sweep"]["errors"][0]) == 2
+    assert r["distilled_errors"] == r["sweep"]["errors"][0][1]
+    assert r["student_errors"] == r["sweep"]["hard_label_errors"][0]
+    gap = r["student_errors"] - r["teacher_errors"]
+    if gap > 0:
+        assert r["gap_recovered"] == pytest.approx(
+            (r["student_errors"] - r["distilled_errors"]) / gap)
+    # auto: the recipe with the fewest validation errors, never a test-set choice
+    sel = r["teacher_selection"]
+    assert set(sel) == set(hm.AUTO_CANDIDATES)
+    assert sel[r["teacher_recipe"]]["validation_errors"] == min(
+        v["validation_errors"] for v in sel.values())
+    assert all(v["validation_size"] == 270 for v in sel.values())
+
+
+def test_report_files_are_written(tiny_run):
+    r, out, _, _ = tiny_run
+    for folder, stem in ((out / "work", "results"), (out / "report", "digits")):
+        data = json.loads((folder / f"{stem}.json").read_text())
+        assert data["distilled_errors"] == r["distilled_errors"]
+        md = (folder / f"{stem}.md").read_text()
+        assert "| teacher" in md and "T=2" in md and "wall time" in md
+        assert (folder / f"{stem}.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_rerun_resumes_every_finished_run(tiny_run):
+    r, out, cfg, _ = tiny_run
+    logs = []
+    again = hm.run(cfg, log=logs.append)
+    assert again["sweep"] == r["sweep"] and again["teacher_errors"] == r["teacher_errors"]
+    assert sum("resumed from" in line for line in logs) == 3 + 1 + 2 + 4
+    assert not any("/2 | loss" in line for line in logs)  # no epoch was trained again
+    assert any("teacher logits: reused" in line for line in logs)
+
+
+def test_bad_settings_rejected():
+    with pytest.raises(ValueError, match="unknown teacher recipe"):
+        hm.config_from("digits", teacher_recipe="magic").validate()
+    with pytest.raises(ValueError, match="unknown hinton-mnist settings"):
+        hm.config_from("digits", colour="blue")
