@@ -82,3 +82,32 @@ def test_fingerprint_sees_every_weight():
     with torch.no_grad():
         b.hidden_layers[0].weight[0, 0] += 1e-7
     assert fingerprint_module(a) != fingerprint_module(b)
+
+
+def test_ensemble_arithmetic_mean_of_probabilities_at_T():
+    from kdistill.losses import softmax_t
+    from kdistill.teachers import EnsembleTeacher, combine_members
+
+    torch.manual_seed(0)
+    members = [torch.randn(5, 4) * 3 for _ in range(3)]
+    for T in (1.0, 4.0):
+        got = softmax_t(combine_members(members, T, "arith_prob"), T)
+        manual = sum(torch.softmax(v / T, dim=1) for v in members) / 3
+        assert torch.allclose(got, manual, atol=1e-6)
+    geo = softmax_t(combine_members(members, 2.0, "geo_logit"), 2.0)
+    g = torch.exp(sum(torch.log_softmax(v / 2.0, dim=1) for v in members) / 3)
+    assert torch.allclose(geo, g / g.sum(1, keepdim=True), atol=1e-6)
+    with pytest.raises(ValueError, match="disagree"):
+        combine_members([torch.zeros(5, 4), torch.zeros(5, 3)])
+    with pytest.raises(ValueError, match="combine"):
+        EnsembleTeacher([make_teacher()], combine="median")
+
+
+def test_ensemble_cache_is_per_temperature(tmp_path):
+    from kdistill.teachers import EnsembleTeacher
+
+    x = torch.randn(6, 16)
+    members = [make_teacher(0), make_teacher(1)]
+    cached_teacher_logits(EnsembleTeacher(members, temperature=2.0), x, tmp_path)
+    res = cached_teacher_logits(EnsembleTeacher(members, temperature=4.0), x, tmp_path)
+    assert res.rebuilt and res.reason == "teacher weights changed"

@@ -24,6 +24,9 @@ from .checkpoints import atomic_write, atomic_write_json
 
 __all__ = [
     "Teacher",
+    "COMBINE_RULES",
+    "combine_members",
+    "EnsembleTeacher",
     "run_teacher",
     "fingerprint_module",
     "fingerprint_tensor",
@@ -32,6 +35,56 @@ __all__ = [
 ]
 
 Teacher = nn.Module | Callable[[torch.Tensor], torch.Tensor]
+
+
+COMBINE_RULES = ("arith_prob", "geo_logit")
+
+
+def combine_members(member_logits: torch.Tensor | list[torch.Tensor], temperature: float = 1.0,
+                    combine: str = "arith_prob") -> torch.Tensor:
+    """Logits whose softmax at T is the ensemble's distribution at T (Hinton et al. 2015 sec. 1).
+
+    arith_prob: the arithmetic mean of the members' probabilities at T, returned as
+        T * log(mean_m softmax(v_m / T)); it depends on T, so an ensemble's cache is per T.
+    geo_logit: the normalized geometric mean of the probabilities, i.e. the mean of the logits.
+    """
+    if combine not in COMBINE_RULES:
+        raise ValueError(f"combine must be one of {COMBINE_RULES}, got {combine!r}")
+    if isinstance(member_logits, (list, tuple)):
+        shapes = {tuple(v.shape) for v in member_logits}
+        if len(shapes) != 1:
+            raise ValueError(f"ensemble members disagree on their output shape: {sorted(shapes)}"
+                             " (the number of classes must match)")
+        member_logits = torch.stack(list(member_logits))
+    v = member_logits.float()
+    if combine == "geo_logit":
+        return v.mean(dim=0)
+    t = float(temperature)
+    if not t > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature!r}")
+    log_p = torch.log_softmax(v / t, dim=-1)
+    return t * (torch.logsumexp(log_p, dim=0) - torch.log(torch.tensor(float(v.shape[0]))))
+
+
+class EnsembleTeacher(nn.Module):
+    """Several trained members as one teacher. The rule and T are buffers, so they are part of
+    the fingerprint that keys the logit cache."""
+
+    def __init__(self, members: list[nn.Module], combine: str = "arith_prob",
+                 temperature: float = 1.0) -> None:
+        super().__init__()
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        if combine not in COMBINE_RULES:
+            raise ValueError(f"combine must be one of {COMBINE_RULES}, got {combine!r}")
+        self.members = nn.ModuleList(members)
+        self.combine = combine
+        self.register_buffer("temperature", torch.tensor(float(temperature)))
+        self.register_buffer("combine_code", torch.tensor(COMBINE_RULES.index(combine)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return combine_members([m(x) for m in self.members], float(self.temperature),
+                               self.combine)
 
 
 def run_teacher(
@@ -70,8 +123,8 @@ def run_teacher(
 
 
 def fingerprint_tensor(t: torch.Tensor) -> str:
-    t = t.detach().cpu().contiguous()
     h = hashlib.sha256(f"{t.dtype}|{tuple(t.shape)}|".encode())
+    t = t.detach().cpu().contiguous().reshape(-1)  # 0-d tensors cannot be viewed as bytes
     h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
 
