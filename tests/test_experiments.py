@@ -53,9 +53,9 @@ def test_rerun_resumes_every_finished_run(tiny_run):
     logs = []
     again = hm.run(cfg, log=logs.append)
     assert again["sweep"] == r["sweep"] and again["teacher_errors"] == r["teacher_errors"]
-    assert sum("resumed from" in line for line in logs) == 3 + 1 + 2 + 4
+    assert sum("resumed from" in line for line in logs) == len(hm.AUTO_CANDIDATES) + 1 + 2 + 4
     assert not any("/2 | loss" in line for line in logs)  # no epoch was trained again
-    assert any("teacher logits: reused" in line for line in logs)
+    assert any(line.startswith("teacher logits 1/1: reused") for line in logs)
 
 
 def test_bad_settings_rejected():
@@ -63,3 +63,14 @@ def test_bad_settings_rejected():
         hm.config_from("digits", teacher_recipe="magic").validate()
     with pytest.raises(ValueError, match="unknown hinton-mnist settings"):
         hm.config_from("digits", colour="blue")
+
+
+def test_ensemble_teacher_run(tmp_path):
+    cfg = hm.config_from("digits", out=str(tmp_path), teacher_recipe="dropout", teacher_members=2,
+                         teacher_epochs=2, student_epochs=1, student_hidden=8, sweep=False,
+                         progress=False)
+    r = hm.run(cfg, log=lambda s: None)
+    assert r["teacher_members"] == 2 and len(r["teacher_member_errors"]) == 2
+    assert (tmp_path / "runs" / "teacher-dropout-m1" / "checkpoint.pt").exists()
+    assert (tmp_path / "runs" / "distilled-8-T20-dropout-ens2" / "checkpoint.pt").exists()
+    assert "ensemble of 2" in (tmp_path / "results.md").read_text()

@@ -104,8 +104,16 @@ def test_resume_is_bit_identical(blobs, tmp_path):
 
 def test_resume_refuses_a_different_config(blobs, tmp_path):
     train(student(), blobs, cfg(epochs=1), out_dir=tmp_path, **QUIET)
-    with pytest.raises(ValueError, match="different config .lr"):
+    with pytest.raises(ValueError, match="different run .lr"):
         train(student(), blobs, cfg(epochs=1, lr=0.01), out_dir=tmp_path, **QUIET)
+    with pytest.raises(ValueError, match="different run .extra.teacher"):
+        train(student(), blobs, cfg(epochs=1), out_dir=tmp_path, extra={"teacher": "abc"},
+              **QUIET)
+    spec = {"name": "mlp", "hidden": [32]}
+    train(student(), blobs, cfg(epochs=1), out_dir=tmp_path / "s", model_spec=spec, **QUIET)
+    with pytest.raises(ValueError, match="different run .model_spec"):
+        train(student(), blobs, cfg(epochs=1), out_dir=tmp_path / "s",
+              model_spec={**spec, "hidden_dropout": 0.2}, **QUIET)
     # a finished run resumes to the same result without training again
     again = train(student(), blobs, cfg(epochs=1), out_dir=tmp_path, **QUIET)
     assert again.resumed_from_epoch == 1 and len(again.history) == 1

@@ -271,7 +271,7 @@ def train(
     start_epoch = 0
     if ckpt_path is not None and resume and ckpt_path.exists():
         ckpt = load_checkpoint(ckpt_path, map_location=device)
-        _check_resumable(ckpt, cfg, ckpt_path)
+        _check_resumable(ckpt, cfg, ckpt_path, model_spec, extra or {})
         raw_model.load_state_dict(ckpt["model_state"])
         optimizer.load_state_dict(ckpt["optimizer_state"])
         scheduler.load_state_dict(ckpt["scheduler_state"])
@@ -347,14 +347,22 @@ def _check_shapes(model, teacher, teacher_logits, data: ArrayDataset, device) ->
                          f"student {n_student}")
 
 
-def _check_resumable(ckpt: dict, cfg: TrainConfig, path: Path) -> None:
+def _check_resumable(ckpt: dict, cfg: TrainConfig, path: Path, model_spec: dict | None,
+                     extra: dict) -> None:
+    """A checkpoint continues only the same run: same config, same model, same `extra` (where
+    callers put what the run learns from, such as the teacher's fingerprint)."""
     have = {k: v for k, v in ckpt.get("config", {}).items() if k not in _RESUME_IGNORED}
     want = {k: v for k, v in cfg.to_dict().items() if k not in _RESUME_IGNORED}
+    have.update({"model_spec": ckpt.get("model_spec"), **{f"extra.{k}": v for k, v in
+                                                         ckpt.get("extra", {}).items()}})
+    want.update({"model_spec": model_spec, **{f"extra.{k}": v for k, v in extra.items()}})
+    if model_spec is None:
+        del have["model_spec"], want["model_spec"]
     diff = sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k))
     if diff:
         k = diff[0]
-        raise ValueError(f"{path} was written with a different config ({k}: {have.get(k)!r} "
-                         f"there, {want.get(k)!r} now); use another output folder or no resume")
+        raise ValueError(f"{path} belongs to a different run ({k}: {have.get(k)!r} there, "
+                         f"{want.get(k)!r} now); use another output folder or no resume")
 
 
 def _array_batches(x, y, t, cfg: TrainConfig, epoch: int, rank: int, world: int):
