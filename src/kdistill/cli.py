@@ -78,6 +78,21 @@ def _add_training(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
+def _add_compression(p, preset_default: str | None) -> None:
+    from .library import PRESETS
+
+    shown = f" (default: {preset_default})" if preset_default else " (default: small)"
+    p.add_argument("--preset", choices=PRESETS, default=preset_default,
+                   help="model library: default (~290 models), small (~40), tiny" + shown)
+    p.add_argument("--n-jobs", type=int, default=None, help="joblib workers (default: 2)")
+    p.add_argument("--munge-k", type=int, default=None,
+                   help="MUNGE rows per training row (default: 10 for compress, 25 for "
+                        "reproduce)")
+    p.add_argument("--mimic-hidden", type=int, default=None,
+                   help="mimic hidden units (default: 256)")
+    p.add_argument("--mimic-epochs", type=int, default=None, help="mimic epochs (default: 20)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="kdistill", description="Knowledge distillation for PyTorch models "
                 "(Hinton, Vinyals & Dean 2015).")
@@ -118,16 +133,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("reproduce", help="reproduce one of the papers' experiments",
                        description="Run a whole experiment and write JSON, Markdown and a plot.")
-    r.add_argument("experiment", choices=["hinton-mnist"], help="which experiment")
+    r.add_argument("experiment", choices=["hinton-mnist", "model-compression"],
+                   help="which experiment")
     _add_data(r, default="fashion-mnist")
     r.add_argument("--out", default=None,
-                   help="work folder with every run's checkpoint (default: runs/<exp>/<dataset>)")
+                   help="work folder with every run's checkpoint (default: runs/<exp>/<dataset>; "
+                        "model-compression: runs/model-compression, its models)")
     r.add_argument("--report-dir", default=None,
-                   help="also write <report-dir>/<dataset>.{json,md,png}")
+                   help="also write <report-dir>/<dataset>.{json,md,png} (model-compression: "
+                        "summary.json, results.md, results.png; default "
+                        "docs/results/model-compression)")
     r.add_argument("--teacher-recipe", default=None,
-                   choices=["paper", "dropout", "dropout-jitter1", "auto"],
+                   choices=["paper", "dropout", "dropout-jitter1", "dropout-light", "auto"],
                    help="paper: 1200-1200, dropout, max-norm, 2-pixel jitter; auto: choose among "
                         "the recipes on a validation split (default: paper on mnist, else auto)")
+    r.add_argument("--teacher-members", type=int, default=None,
+                   help="teach with an ensemble of this many seeds of the recipe (mean of "
+                        "their probabilities at T); default 3 on fashion-mnist, else 1")
     r.add_argument("--temperature", "-T", type=float, default=None, help="headline T (20)")
     r.add_argument("--hard-weight", type=float, default=None, help="hard-term weight (0.1)")
     r.add_argument("--no-sweep", action="store_true", help="skip the width x temperature sweep")
@@ -138,6 +160,30 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device", default=None)
     r.add_argument("--fresh", action="store_true", help="ignore checkpoints under --out")
     r.add_argument("--no-progress", action="store_true")
+    g = r.add_argument_group("model-compression only")
+    g.add_argument("--problems", nargs="+", default=None,
+                   help="UCI problems (default: letter.p1 letter.p2 satellite dna shuttle)")
+    _add_compression(g, preset_default=None)
+
+    c = sub.add_parser("compress", help="compress a CSV's ensemble into a small net",
+                       description="Model compression on a CSV file: a library of scikit-learn "
+                                   "models, ensemble selection on a hillclimb split, MUNGE "
+                                   "pseudo-data labelled by the ensemble, a mimic MLP; writes "
+                                   "the models and a report (metrics, sizes, prediction times, "
+                                   "the selection trajectory plot).")
+    c.add_argument("data", help="CSV file with a header row")
+    c.add_argument("--target", required=True, help="the class column")
+    c.add_argument("--out", default="kdistill-compress",
+                   help="output folder: mimic.pt, ensemble.joblib, report.{json,md}, "
+                        "selection.png (default: %(default)s)")
+    c.add_argument("--nominal", nargs="+", default=None,
+                   help="columns to treat as nominal (default: the non-numeric ones)")
+    c.add_argument("--hillclimb-fraction", type=float, default=0.2,
+                   help="share of rows for ensemble selection (default: %(default)s)")
+    c.add_argument("--test-fraction", type=float, default=0.2,
+                   help="share of rows held out for the report (default: %(default)s)")
+    c.add_argument("--seed", type=int, default=0)
+    _add_compression(c, preset_default="default")
 
     m = sub.add_parser("demo", help="teacher -> student -> distilled student on the built-in "
                        "digits, with a report", description="The main job on scikit-learn's "
@@ -231,7 +277,7 @@ def _load_model(path: str, device: str = "cpu"):
 
 def cmd_distill(a) -> int:
     from .data import load_dataset
-    from .teachers import cached_teacher_logits
+    from .teachers import cached_teacher_logits, fingerprint_module
     from .training import resolve_device, train
 
     cfg = _train_config(a, temperature=a.temperature, soft_weight=a.soft_weight,
@@ -260,7 +306,7 @@ def cmd_distill(a) -> int:
         kwargs["teacher_logits"] = cache.logits
     result = train(student, splits.train, cfg, eval_data=splits.test, out_dir=out,
                    resume=not a.no_resume, model_spec=spec,
-                   extra={"teacher_checkpoint": str(a.teacher)}, **kwargs)
+                   extra={"teacher": fingerprint_module(teacher)}, **kwargs)
     _finish(result, out, spec, splits.test)
     return 0
 
@@ -276,9 +322,53 @@ def cmd_evaluate(a) -> int:
     return 0
 
 
+def _compression_config(a, **defaults):
+    from .experiments import model_compression
+
+    given = {"preset": a.preset, "n_jobs": a.n_jobs, "munge_k": a.munge_k,
+             "hidden": a.mimic_hidden, "epochs": a.mimic_epochs, "seed": a.seed}
+    cfg = model_compression.config_from(**{**defaults, **{k: v for k, v in given.items()
+                                                          if v is not None}})
+    cfg.validate()
+    return cfg
+
+
+def cmd_compress(a) -> int:
+    from .experiments import model_compression
+
+    cfg = _compression_config(a, munge_k=10)
+    r = model_compression.compress_csv(a.data, a.target, a.out, cfg,
+                                       hillclimb_fraction=a.hillclimb_fraction,
+                                       test_fraction=a.test_fraction, nominal=a.nominal)
+    print(f"test RMSE: ensemble {r['rmse']['ensemble']:.4f}, mimic {r['rmse']['mimic_munge']:.4f}"
+          f", single {r['rmse']['single']:.4f}, ann {r['rmse']['ann']:.4f}; mimic "
+          f"{r['speedup_vs_ensemble']:.0f}x faster, {r['size_ratio_vs_ensemble']:.0f}x smaller")
+    print(f"report: {Path(a.out) / 'report.md'}; models: {Path(a.out) / 'mimic.pt'}, "
+          f"{Path(a.out) / 'ensemble.joblib'}")
+    return 0
+
+
+def _reproduce_model_compression(a) -> int:
+    from .experiments import model_compression
+    from .tabular import PROBLEMS
+
+    cfg = _compression_config(a)
+    problems = tuple(a.problems) if a.problems else PROBLEMS
+    s = model_compression.run(cfg, problems, report_dir=a.report_dir or
+                              "docs/results/model-compression",
+                              out=a.out or "runs/model-compression")
+    gain = s["mean_gain_captured"]
+    print(f"mean gain captured {'n/a' if gain is None else f'{gain:.2f}'}; mimic "
+          f"{s['speedup_vs_ensemble']:.0f}x faster, {s['size_ratio_vs_ensemble']:.0f}x smaller; "
+          f"wall time {s['wall_seconds']:.0f} s")
+    return 0
+
+
 def cmd_reproduce(a) -> int:
     from .experiments import hinton_mnist
 
+    if a.experiment == "model-compression":
+        return _reproduce_model_compression(a)
     if a.temperature is not None and a.temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {a.temperature}")
     if a.hard_weight is not None and a.hard_weight < 0:
@@ -287,7 +377,8 @@ def cmd_reproduce(a) -> int:
     cfg = hinton_mnist.config_from(
         a.dataset, data_dir=a.data_dir, download=a.download or None,
         out=a.out or f"runs/hinton-mnist/{name}", report_dir=a.report_dir,
-        teacher_recipe=a.teacher_recipe, temperature=a.temperature, hard_weight=a.hard_weight,
+        teacher_recipe=a.teacher_recipe, teacher_members=a.teacher_members,
+        temperature=a.temperature, hard_weight=a.hard_weight,
         sweep=False if a.no_sweep else None, teacher_epochs=a.teacher_epochs,
         student_epochs=a.student_epochs, batch_size=a.batch_size, seed=a.seed,
         device=a.device, fresh=a.fresh or None, progress=not a.no_progress)
@@ -323,7 +414,7 @@ def _print_summary(r: dict, out: Path) -> None:
 
 
 COMMANDS = {"train": cmd_train, "distill": cmd_distill, "evaluate": cmd_evaluate,
-            "reproduce": cmd_reproduce, "demo": cmd_demo}
+            "reproduce": cmd_reproduce, "demo": cmd_demo, "compress": cmd_compress}
 
 
 def main(argv: list[str] | None = None) -> int:

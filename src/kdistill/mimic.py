@@ -1,0 +1,270 @@
+"""The mimic network of model compression (Bucila, Caruana & Niculescu-Mizil 2006, SPEC §7).
+
+A slow, large teacher (the selected ensemble) labels a big transfer set: the original training
+rows plus pseudo-data drawn near them with MUNGE (or, as the paper's weak baseline, RANDOM
+marginals). A small PyTorch MLP trained on those soft labels with kdistill's trainer then
+imitates the teacher at a fraction of its size and prediction time.
+
+Loss: the paper trains on the ensemble's continuous predictions and reports RMSE; it does not
+say which loss (SPEC §7.3). We feed ``log p`` of the teacher's probabilities as logits, so the
+trainer's T = 1 soft term is the cross-entropy to ``p``, a proper scoring rule minimised at the
+same point as the squared error. The original rows are relabelled by the teacher too (the paper
+leaves this open).
+
+Without a teacher, ``fit(X, y)`` trains the same network on the hard labels of the original rows
+only: the "ANN trained on the original data" baseline.
+
+``export(path)`` writes the weights, the network's spec, the input encoding and the class names
+in one checkpoint (atomically); :func:`load_mimic` rebuilds a working classifier from it without
+the ensemble and without pickled code.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from numbers import Integral, Real
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.validation import check_is_fitted
+
+from .checkpoints import CheckpointError, atomic_torch_save, load_checkpoint
+from .data import ArrayDataset
+from .models import build_model, count_parameters
+from .munge import ALGORITHMS, Munge, RandomMarginals
+from .tabular import TabularEncoder
+from .training import TrainConfig, train
+
+__all__ = ["MimicClassifier", "load_mimic", "PSEUDO", "MIMIC_FORMAT"]
+
+PSEUDO: tuple[str, ...] = ("munge", "random", "none")
+MIMIC_FORMAT = "kdistill-mimic/1"
+
+
+def _teacher_proba(teacher: Any, X: Any) -> np.ndarray:
+    proba = teacher.predict_proba(X) if hasattr(teacher, "predict_proba") else teacher(X)
+    proba = np.asarray(proba, dtype=np.float64)
+    if proba.ndim != 2 or proba.shape[1] < 2 or proba.shape[0] != len(X):
+        raise ValueError(f"the teacher must return (n_samples, n_classes >= 2) probabilities; "
+                         f"got shape {proba.shape} for {len(X)} rows")
+    if not np.all(np.isfinite(proba)) or np.any(proba < 0):
+        raise ValueError("the teacher's probabilities contain NaN, infinite or negative values")
+    return proba / proba.sum(axis=1, keepdims=True)
+
+
+def _concat(a: Any, b: Any) -> Any:
+    if isinstance(a, pd.DataFrame):
+        return pd.concat([a.reset_index(drop=True), b.reset_index(drop=True)],
+                         ignore_index=True)
+    return np.concatenate([np.asarray(a), np.asarray(b)], axis=0)
+
+
+class MimicClassifier(ClassifierMixin, BaseEstimator):
+    """A small MLP trained on a teacher's probabilities over MUNGE pseudo-data (or RANDOM).
+
+    Parameters:
+      teacher: fitted model with ``predict_proba`` (or a callable ``X -> probabilities``) taking
+        the same raw rows as ``fit``; None trains on the hard labels ``y`` of ``X`` only.
+      pseudo: ``"munge"``, ``"random"`` or ``"none"`` (only the original rows).
+      k: pseudo-data size multiplier (``k * n`` rows; the paper's final runs used 99).
+      p, s, munge_algorithm: MUNGE swap probability, local variance, algorithm.
+      include_original: add the original rows to the transfer set.
+      nominal: nominal columns (labels, or positions for arrays); None = non-numeric columns.
+      hidden: hidden layer widths (the paper: one layer of 256).
+      epochs, batch_size, lr, weight_decay: Adam with a cosine schedule.
+      device: ``"cpu"``, ``"cuda"`` or ``"auto"``; random_state: seeds MUNGE and the network.
+
+    Fitted attributes: ``model_`` (torch module), ``encoder_``, ``classes_``, ``n_transfer_``,
+    ``history_``, ``fit_seconds_``, ``n_features_in_``.
+    """
+
+    def __init__(self, teacher: Any = None, pseudo: str = "munge", k: int = 10, p: float = 0.5,
+                 s: float = 10.0, munge_algorithm: str = "sequential",
+                 include_original: bool = True, nominal: list[Any] | None = None,
+                 hidden: tuple[int, ...] = (256,), epochs: int = 30, batch_size: int = 256,
+                 lr: float = 1e-3, weight_decay: float = 0.0, device: str = "cpu",
+                 random_state: int = 0) -> None:
+        self.teacher = teacher
+        self.pseudo = pseudo
+        self.k = k
+        self.p = p
+        self.s = s
+        self.munge_algorithm = munge_algorithm
+        self.include_original = include_original
+        self.nominal = nominal
+        self.hidden = hidden
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.device = device
+        self.random_state = random_state
+
+    # ------------------------------------------------------------------------------ fit
+
+    def _check_params(self) -> None:
+        if self.pseudo not in PSEUDO:
+            raise ValueError(f"pseudo must be one of {PSEUDO}; got {self.pseudo!r}")
+        if self.munge_algorithm not in ALGORITHMS:
+            raise ValueError(f"munge_algorithm must be one of {ALGORITHMS}; "
+                             f"got {self.munge_algorithm!r}")
+        if self.teacher is not None and not (hasattr(self.teacher, "predict_proba")
+                                             or callable(self.teacher)):
+            raise ValueError("teacher must have predict_proba or be a callable")
+        if self.teacher is None and self.pseudo != "none":
+            raise ValueError(f"pseudo={self.pseudo!r} needs a teacher to label the pseudo-data; "
+                             f"pass teacher=... or pseudo='none'")
+        if self.pseudo == "none" and not self.include_original:
+            raise ValueError("pseudo='none' with include_original=False leaves no training data")
+        for name in ("k", "epochs", "batch_size", "random_state"):
+            value = getattr(self, name)
+            low = 0 if name == "random_state" else 1
+            if not isinstance(value, Integral) or isinstance(value, bool) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}; got {value!r}")
+        hidden = tuple(self.hidden)
+        if not hidden or any(not isinstance(h, Integral) or h < 1 for h in hidden):
+            raise ValueError(f"hidden must be a non-empty sequence of integers >= 1; "
+                             f"got {self.hidden!r}")
+        if not isinstance(self.lr, Real) or not np.isfinite(self.lr) or self.lr <= 0:
+            raise ValueError(f"lr must be a finite number > 0; got {self.lr!r}")
+        wd = self.weight_decay
+        if not isinstance(wd, Real) or not np.isfinite(wd) or wd < 0:
+            raise ValueError(f"weight_decay must be a finite number >= 0; got {wd!r}")
+
+    def _transfer_set(self, X: Any, nominal: list[Any]) -> Any:
+        """Original rows (if asked) followed by ``k * n`` pseudo rows."""
+        if self.pseudo == "none":
+            return X
+        if self.pseudo == "munge":
+            generator = Munge(self.k, self.p, self.s, nominal=nominal,
+                              algorithm=self.munge_algorithm, random_state=self.random_state)
+        else:
+            generator = RandomMarginals(self.k, random_state=self.random_state)
+        pseudo = generator.fit_sample(X)
+        return _concat(X, pseudo) if self.include_original else pseudo
+
+    def fit(self, X: Any, y: Any = None) -> MimicClassifier:
+        """Build the transfer set, label it with the teacher, train the network."""
+        self._check_params()
+        start = time.perf_counter()
+        if not isinstance(X, pd.DataFrame):
+            X = np.asarray(X)
+            if X.ndim != 2:
+                raise ValueError(f"X must be 2-D (n_samples, n_features); got shape {X.shape}")
+        if len(X) < 2:
+            raise ValueError(f"X needs at least 2 rows; got {len(X)}")
+        encoder = TabularEncoder(nominal=self.nominal).fit(X)
+        if self.teacher is None:
+            if y is None:
+                raise ValueError("without a teacher, fit needs the labels y")
+            y = np.asarray(y)
+            if y.ndim != 1 or len(y) != len(X):
+                raise ValueError(f"y must be 1-D with {len(X)} labels; got shape {y.shape}")
+            if pd.isna(y).any():
+                raise ValueError("y contains missing values")
+            classes, codes = np.unique(y, return_inverse=True)
+            if len(classes) < 2:
+                raise ValueError(f"y contains a single class ({classes[0]}); need at least 2")
+            transfer = X
+            targets = None
+            labels = torch.as_tensor(codes, dtype=torch.long)
+        else:
+            if y is not None and len(y) != len(X):
+                raise ValueError(f"y has {len(y)} labels but X has {len(X)} rows")
+            positions = encoder.nominal_
+            transfer = self._transfer_set(X, positions)
+            proba = _teacher_proba(self.teacher, transfer)
+            classes = np.asarray(getattr(self.teacher, "classes_", np.arange(proba.shape[1])))
+            if len(classes) != proba.shape[1]:
+                classes = np.arange(proba.shape[1])
+            targets = torch.as_tensor(np.log(np.clip(proba, 1e-7, 1.0)), dtype=torch.float32)
+            labels = None
+        inputs = torch.as_tensor(encoder.transform(transfer), dtype=torch.float32)
+        spec = {"name": "mlp", "in_features": inputs.shape[1], "num_classes": len(classes),
+                "hidden": [int(h) for h in self.hidden]}
+        torch.manual_seed(self.random_state)
+        model = build_model(spec)
+        cfg = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, optimizer="adam",
+                          lr=float(self.lr), weight_decay=float(self.weight_decay),
+                          schedule="cosine", temperature=1.0, soft_weight=1.0,
+                          hard_weight=1.0 if targets is None else 0.0,
+                          seed=self.random_state, device=self.device, progress=False)
+        data = ArrayDataset(inputs, labels, len(classes), name="transfer set")
+        result = train(model, data, cfg, teacher_logits=targets, log=lambda _: None)
+        self.model_ = result.model.cpu().eval()
+        self.model_spec_ = spec
+        self.encoder_ = encoder
+        self.classes_ = classes
+        self.n_features_in_ = encoder.n_features_in_
+        self.n_transfer_ = len(inputs)
+        self.history_ = result.history
+        self.fit_seconds_ = time.perf_counter() - start
+        return self
+
+    # ------------------------------------------------------------------------------ predict
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "model_")
+        return self.proba_from_encoded(self.encoder_.transform(X))
+
+    def proba_from_encoded(self, Z: np.ndarray) -> np.ndarray:
+        """Probabilities for rows already encoded by ``encoder_`` (skips the encoding)."""
+        check_is_fitted(self, "model_")
+        with torch.no_grad():
+            proba = torch.softmax(self.model_(torch.as_tensor(Z, dtype=torch.float32)), dim=1)
+        return proba.double().numpy()
+
+    def predict(self, X: Any) -> np.ndarray:
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+
+    def n_parameters(self) -> int:
+        check_is_fitted(self, "model_")
+        return count_parameters(self.model_)
+
+    # ------------------------------------------------------------------------------ export
+
+    def export(self, path: str | os.PathLike) -> Path:
+        """Write weights + spec + encoding + classes atomically; no teacher, no pickled code."""
+        check_is_fitted(self, "model_")
+        classes = [c.item() if isinstance(c, np.generic) else c for c in self.classes_]
+        return atomic_torch_save({
+            "format": MIMIC_FORMAT,
+            "model_spec": self.model_spec_,
+            "model_state": {k: v.detach().cpu() for k, v in self.model_.state_dict().items()},
+            "encoder": self.encoder_.to_dict(),
+            "classes": classes,
+        }, path)
+
+
+def load_mimic(path: str | os.PathLike) -> MimicClassifier:
+    """A fitted :class:`MimicClassifier` from :meth:`MimicClassifier.export`'s file.
+
+    The result predicts; it has no teacher, so refitting it needs one (or labels).
+    """
+    ckpt = load_checkpoint(path)
+    if ckpt.get("format") != MIMIC_FORMAT:
+        raise CheckpointError(f"{path} is not a kdistill mimic export "
+                              f"(format {ckpt.get('format')!r})")
+    try:
+        model = build_model(ckpt["model_spec"])
+        model.load_state_dict(ckpt["model_state"])
+        encoder = TabularEncoder.from_dict(ckpt["encoder"])
+    except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: damaged mimic export ({str(exc)[:160]})") from None
+    spec = ckpt["model_spec"]
+    mimic = MimicClassifier(teacher=None, pseudo="none", nominal=encoder.nominal_,
+                            hidden=tuple(spec["hidden"]))
+    mimic.model_ = model.eval()
+    mimic.model_spec_ = spec
+    mimic.encoder_ = encoder
+    mimic.classes_ = np.asarray(ckpt["classes"])
+    mimic.n_features_in_ = encoder.n_features_in_
+    mimic.n_transfer_ = None
+    mimic.history_ = []
+    mimic.fit_seconds_ = None
+    return mimic

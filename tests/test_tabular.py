@@ -1,0 +1,135 @@
+"""UCI problems from mlbench, the split protocol, the encoder and CSV reading."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+
+from kdistill.tabular import (
+    MLBENCH_DIR,
+    PROBLEMS,
+    TabularEncoder,
+    load_mlbench,
+    load_problem,
+    read_csv_problem,
+    split_protocol,
+)
+
+needs_mlbench = pytest.mark.skipif(not (MLBENCH_DIR / "LetterRecognition.rda").is_file(),
+                                   reason="Debian's r-cran-mlbench is not installed")
+
+
+@needs_mlbench
+def test_letter_problems_match_the_paper_definitions() -> None:
+    raw = load_mlbench("LetterRecognition")
+    letters = raw["lettr"].astype(str).to_numpy()
+    p1, p2 = load_problem("letter.p1"), load_problem("letter.p2")
+    assert p1.X.shape == (20000, 16) and p1.nominal == []
+    assert "lettr" not in p1.X.columns
+    np.testing.assert_array_equal(p1.y, (letters == "O").astype(int))
+    np.testing.assert_array_equal(p2.y, np.isin(letters, list("ABCDEFGHIJKLM")).astype(int))
+    assert 0.03 < p1.y.mean() < 0.05 and 0.45 < p2.y.mean() < 0.55
+    assert p1.protocol == (4000, 1000, None)
+
+
+@needs_mlbench
+def test_other_problems_and_nominal_columns() -> None:
+    dna = load_problem("dna")
+    assert dna.X.shape == (3186, 180) and len(dna.nominal) == 180
+    assert all(isinstance(dna.X[c].dtype, pd.CategoricalDtype) for c in dna.nominal)
+    assert dna.y.sum() == 1654  # 'n' rows of the StatLog DNA data
+    sat = load_problem("satellite")
+    assert sat.X.shape == (6435, 36) and sat.y.sum() == 626
+    assert load_problem("shuttle").y.sum() == 45586
+    assert set(PROBLEMS) == {"letter.p1", "letter.p2", "satellite", "dna", "shuttle"}
+    with pytest.raises(ValueError, match="unknown problem"):
+        load_problem("adult")
+
+
+def test_load_mlbench_missing_folder_says_how_to_get_it(tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match="r-cran-mlbench"):
+        load_mlbench("DNA", tmp_path)
+
+
+def test_split_protocol_is_disjoint_and_sized() -> None:
+    tr, hi, te = split_protocol(100, 50, 20, None, seed=3)
+    assert (len(tr), len(hi), len(te)) == (50, 20, 30)
+    assert len(np.unique(np.concatenate([tr, hi, te]))) == 100
+    _, _, te = split_protocol(100, 50, 20, 10, seed=3)
+    assert len(te) == 10
+    with pytest.raises(ValueError, match="too few rows"):
+        split_protocol(60, 50, 20)
+
+
+def frame() -> pd.DataFrame:
+    return pd.DataFrame({
+        "a": [1.0, 2.0, 3.0, 6.0],
+        "color": ["red", "blue", "red", "green"],
+        "flag": [True, False, True, True],
+        "b": [10, 10, 10, 10],
+    })
+
+
+def test_encoder_matches_an_independent_encoding() -> None:
+    df = frame()
+    enc = TabularEncoder().fit(df)
+    assert enc.nominal_ == ["color", "flag"]
+    Z = enc.transform(df)
+    a = df["a"].to_numpy()
+    expected = np.column_stack([
+        (a - a.mean()) / a.std(),
+        pd.get_dummies(df["color"]).reindex(columns=["blue", "green", "red"]).to_numpy(float),
+        pd.get_dummies(df["flag"]).to_numpy(float),  # False, True (sorted as text)
+        np.zeros(4),  # constant column: scale 1
+    ])
+    np.testing.assert_allclose(Z, expected, rtol=1e-6)
+    assert enc.feature_names_out()[1:4] == ["color=blue", "color=green", "color=red"]
+    unseen = df.assign(color=["purple"] * 4)
+    assert np.all(enc.transform(unseen)[:, 1:4] == 0)
+    ordinal = TabularEncoder(encoding="ordinal").fit(df).transform(df)
+    np.testing.assert_array_equal(ordinal[:, 1], [2, 0, 2, 1])
+
+
+def test_encoder_json_round_trip_and_sklearn_conventions() -> None:
+    df = frame()
+    enc = TabularEncoder(nominal=["color", "flag", "b"]).fit(df)
+    again = TabularEncoder.from_dict(json.loads(json.dumps(enc.to_dict())))
+    np.testing.assert_array_equal(again.transform(df), enc.transform(df))
+    assert clone(enc).get_params() == {"nominal": ["color", "flag", "b"], "encoding": "onehot",
+                                       "max_categories": 50}
+    assert TabularEncoder().set_params(encoding="ordinal").encoding == "ordinal"
+
+
+def test_encoder_errors_name_the_column() -> None:
+    ids = pd.DataFrame({"x": np.arange(80.0), "id": [f"user{i}" for i in range(80)]})
+    with pytest.raises(ValueError, match="column 'id' is not numeric.*cannot encode"):
+        TabularEncoder().fit(ids)
+    with pytest.raises(ValueError, match="column 'a' has missing"):
+        TabularEncoder().fit(frame().assign(a=[1.0, np.nan, 2.0, 3.0]))
+    with pytest.raises(ValueError, match="encoding"):
+        TabularEncoder(encoding="hash").fit(frame())
+    enc = TabularEncoder().fit(frame())
+    with pytest.raises(ValueError, match="lacks column 'color'"):
+        enc.transform(frame().drop(columns=["color"]))
+    # a missing nominal value is its own category
+    with_na = frame().assign(color=["red", None, "red", "green"])
+    assert "color=NA" in TabularEncoder().fit(with_na).feature_names_out()
+
+
+def test_read_csv_problem(tmp_path) -> None:
+    path = tmp_path / "d.csv"
+    pd.DataFrame({"x": [1, 2, 3, 4], "cls": ["b", "a", "b", "a"]}).to_csv(path, index=False)
+    X, y, classes = read_csv_problem(path, "cls")
+    assert list(X.columns) == ["x"] and classes == ["a", "b"]
+    np.testing.assert_array_equal(y, [1, 0, 1, 0])
+    with pytest.raises(ValueError, match="target column 'label' not in d.csv"):
+        read_csv_problem(path, "label")
+    with pytest.raises(FileNotFoundError):
+        read_csv_problem(tmp_path / "none.csv", "cls")
+    pd.DataFrame({"x": [1, 2], "cls": ["a", "a"]}).to_csv(path, index=False)
+    with pytest.raises(ValueError, match="single class"):
+        read_csv_problem(path, "cls")
