@@ -369,10 +369,6 @@ def cmd_reproduce(a) -> int:
 
     if a.experiment == "model-compression":
         return _reproduce_model_compression(a)
-    if a.temperature is not None and a.temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {a.temperature}")
-    if a.hard_weight is not None and a.hard_weight < 0:
-        raise ValueError(f"hard weight must be >= 0, got {a.hard_weight}")
     name = Path(a.dataset).stem if a.dataset.endswith(".npz") else a.dataset
     cfg = hinton_mnist.config_from(
         a.dataset, data_dir=a.data_dir, download=a.download or None,

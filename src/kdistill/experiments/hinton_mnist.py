@@ -27,11 +27,12 @@ import torch
 
 from ..checkpoints import atomic_write_json, atomic_write_text
 from ..data import ArrayDataset, DataSplits, load_dataset
+from ..losses import check_temperature, check_weights
 from ..metrics import classification_metrics
 from ..models import build_model, count_parameters
 from ..reporting import markdown_table, provenance, save_figure
 from ..teachers import cached_teacher_logits, combine_members, fingerprint_tensor, run_teacher
-from ..training import TrainConfig, train
+from ..training import TrainConfig, resolve_device, train
 
 __all__ = ["HintonMnistConfig", "TEACHER_RECIPES", "run", "defaults_for"]
 
@@ -85,8 +86,9 @@ class HintonMnistConfig:
         if self.teacher_recipe not in (*TEACHER_RECIPES, "auto"):
             raise ValueError(f"unknown teacher recipe {self.teacher_recipe!r}; known: "
                              f"{sorted(TEACHER_RECIPES) + ['auto']}")
-        if self.temperature <= 0 or any(t <= 0 for t in self.sweep_temperatures):
-            raise ValueError("temperatures must be > 0")
+        for t in (self.temperature, *self.sweep_temperatures):
+            check_temperature(t)
+        check_weights(self.soft_weight, self.hard_weight)
         if self.student_hidden < 1 or any(h < 1 for h in self.sweep_hidden):
             raise ValueError("hidden sizes must be >= 1")
         for name in ("teacher_epochs", "student_epochs", "batch_size", "teacher_members"):
@@ -218,8 +220,7 @@ class _Runner:
 
     def __init__(self, cfg: HintonMnistConfig, splits: DataSplits, out: Path, log):
         self.cfg, self.splits, self.out, self.log = cfg, splits, out, log
-        self.device_name = "cuda" if (cfg.device == "auto" and torch.cuda.is_available()) \
-            else ("cpu" if cfg.device == "auto" else cfg.device)
+        self.device_name = str(resolve_device(cfg.device))
 
     def teacher_spec(self, recipe: str) -> dict:
         spec = copy.deepcopy(TEACHER_RECIPES[recipe][0])
