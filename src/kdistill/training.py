@@ -211,6 +211,7 @@ def train(
     teacher: Teacher | None = None,
     teacher_logits: torch.Tensor | None = None,
     eval_data: ArrayDataset | None = None,
+    eval_extra: dict[str, ArrayDataset] | None = None,
     out_dir: str | os.PathLike | None = None,
     resume: bool = True,
     model_spec: dict | None = None,
@@ -224,6 +225,8 @@ def train(
     teacher: run online on every batch (needed with augmentation), frozen, eval mode, no grad.
     teacher_logits: precomputed logits aligned with `train_data` (see teachers.cached_teacher_
         logits); mutually exclusive with `teacher`, and not allowed with jitter.
+    eval_data: evaluated after every epoch; its metrics go into the history as `test_*`.
+    eval_extra: more sets evaluated after every epoch, as `<name>_*` (e.g. {"train": ...}).
     out_dir: where `checkpoint.pt` is written after every epoch (rank 0); an existing one with
         the same config is resumed when `resume` is true.
     """
@@ -305,6 +308,10 @@ def train(
         if rank == 0 and eval_data is not None:
             row.update({f"test_{k}": v for k, v in
                         evaluate(raw_model, eval_data, cfg.eval_batch_size, device).items()})
+        if rank == 0:
+            for set_name, data in (eval_extra or {}).items():
+                row.update({f"{set_name}_{k}": v for k, v in
+                            evaluate(raw_model, data, cfg.eval_batch_size, device).items()})
         history.append(row)
         if rank == 0:
             log(_format_row(row, cfg.epochs))

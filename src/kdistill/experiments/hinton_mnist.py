@@ -29,10 +29,10 @@ from ..checkpoints import atomic_write_json, atomic_write_text
 from ..data import ArrayDataset, DataSplits, load_dataset
 from ..losses import check_temperature, check_weights
 from ..metrics import classification_metrics
-from ..models import build_model, count_parameters
 from ..reporting import markdown_table, provenance, save_figure
-from ..teachers import cached_teacher_logits, combine_members, fingerprint_tensor, run_teacher
-from ..training import TrainConfig, resolve_device, train
+from ..teachers import cached_teacher_logits, combine_members, run_teacher
+from ..training import TrainConfig, resolve_device
+from .common import build_config, fit_run, jsonable, train_config
 
 __all__ = ["HintonMnistConfig", "TEACHER_RECIPES", "run", "defaults_for"]
 
@@ -202,7 +202,7 @@ def run(cfg: HintonMnistConfig, log: Callable[[str], None] = print) -> dict:
         },
         "seeds": [cfg.seed],
         "reported_epoch": "last",
-        "config": _jsonable(dataclasses.asdict(cfg)),
+        "config": jsonable(dataclasses.asdict(cfg)),
         "wall_seconds": round(time.perf_counter() - t_start, 1),
         **provenance(),
     }
@@ -229,29 +229,13 @@ class _Runner:
         return spec
 
     def _config(self, epochs: int, **overrides) -> TrainConfig:
-        c = self.cfg
-        return TrainConfig(epochs=epochs, batch_size=c.batch_size, optimizer=c.optimizer,
-                           lr=c.lr, schedule="cosine", seed=c.seed, device=c.device,
-                           progress=c.progress, **overrides)
+        return train_config(self.cfg, epochs, **overrides)
 
     def _train(self, name: str, spec: dict, data: ArrayDataset, eval_data: ArrayDataset,
                tcfg: TrainConfig, teacher_logits=None, model_seed: int = 0):
-        # The run's identity includes its soft targets: a folder trained on another teacher's
-        # logits is refused on resume, never silently continued.
-        extra = {} if teacher_logits is None else {
-            "teacher_logits": fingerprint_tensor(torch.as_tensor(teacher_logits))}
-        torch.manual_seed(self.cfg.seed * 7919 + model_seed)
-        model = build_model(spec)
-        self.log(f"[{name}] {count_parameters(model):,} parameters, {tcfg.epochs} epochs")
-        result = train(model, data, tcfg, teacher_logits=teacher_logits, eval_data=eval_data,
-                       out_dir=self.out / "runs" / name, resume=not self.cfg.fresh,
-                       model_spec=spec, extra=extra, log=lambda s: self.log(f"[{name}] {s}"))
-        row = {k: v for k, v in result.final.items()}
-        row["parameters"] = count_parameters(model)
-        # Summed over epochs, so it stays right when a run was resumed in a later process.
-        row["train_seconds"] = round(sum(r["seconds"] for r in result.history), 1)
-        row["curve"] = [r.get("test_errors") for r in result.history]
-        return result.model, row
+        return fit_run(name, spec, data, eval_data, tcfg, self.out,
+                       teacher_logits=teacher_logits, init_seed=self.cfg.seed * 7919 + model_seed,
+                       resume=not self.cfg.fresh, log=self.log)
 
     def select_teacher(self, candidates) -> dict:
         gen = torch.Generator().manual_seed(self.cfg.seed + 12345)
@@ -312,16 +296,6 @@ def _ensemble_row(members, member_rows, test: ArrayDataset, device: str) -> dict
     row["train_seconds"] = round(sum(r["train_seconds"] for r in member_rows), 1)
     row["curve"] = member_rows[0]["curve"]
     return row
-
-
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {k: _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (np.floating, np.integer)):
-        return obj.item()
-    return obj
 
 
 def write_report(results: dict, out: Path, stem: str = "results") -> dict[str, Path]:
@@ -443,11 +417,5 @@ def plot_sweep(r: dict):
 
 def config_from(dataset: str, **overrides) -> HintonMnistConfig:
     """The experiment's config for a data set: class defaults, then the data set's, then yours."""
-    fields = {f.name for f in dataclasses.fields(HintonMnistConfig)}
-    merged = {"dataset": dataset, **defaults_for(dataset),
-              **{k: v for k, v in overrides.items() if v is not None}}
-    unknown = set(merged) - fields
-    if unknown:
-        raise ValueError(f"unknown hinton-mnist settings: {sorted(unknown)}")
-    return HintonMnistConfig(**merged)
-
+    return build_config(HintonMnistConfig, dataset, defaults_for(dataset), overrides,
+                        "hinton-mnist")

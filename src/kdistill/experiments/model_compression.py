@@ -45,6 +45,7 @@ from ..tabular import (
     read_csv_problem,
     split_protocol,
 )
+from .common import jsonable
 
 __all__ = ["CompressionConfig", "compress_split", "compress_csv", "run", "METHODS",
            "gain_captured", "MIN_TRAIN", "MIN_HILLCLIMB", "MIN_TEST"]
@@ -360,10 +361,10 @@ def compress_csv(path: str | Path, target: str, out: str | Path, cfg: Compressio
     result = compress_split(*part["train"], *part["hill"], *part["test"], cfg, nominal=nominal,
                             out_dir=out, log=log)
     report = {"data": str(path), "target": target, "classes": classes, **result,
-              "config": _jsonable(dataclasses.asdict(cfg)),
+              "config": jsonable(dataclasses.asdict(cfg)),
               "total_wall_seconds": round(time.perf_counter() - t0, 1), **provenance()}
     out = Path(out)
-    atomic_write_json(out / "report.json", _jsonable(report))
+    atomic_write_json(out / "report.json", jsonable(report))
     atomic_write_text(out / "report.md", _render_one(report))
     return report
 
@@ -428,7 +429,7 @@ def _summarize(rows: list[dict], cfg: CompressionConfig, wall: float) -> dict:
     ratios = [r["gain_captured"] for r in rows if r["gain_captured"] is not None]
     mean_time = {m: float(np.mean([r["predict_seconds_10k"][m] for r in rows])) for m in METHODS}
     mean_size = {m: float(np.mean([r["size_bytes"][m] for r in rows])) for m in METHODS}
-    return _jsonable({
+    return jsonable({
         "experiment": "model-compression",
         "problems": rows,
         "mean_rmse": mean,
@@ -454,20 +455,6 @@ def _summarize(rows: list[dict], cfg: CompressionConfig, wall: float) -> dict:
         "wall_seconds": round(wall, 1),
         **provenance(),
     })
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, (np.floating, np.integer, np.bool_)):
-        return obj.item()
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None
-    return obj
 
 
 def write_report(summary: dict, out: Path) -> dict[str, Path]:

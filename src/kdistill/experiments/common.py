@@ -1,0 +1,168 @@
+"""What every reproduction shares: one resumable training run -> a result row, validation
+splits, inference timing, and atomic JSON + Markdown + PNG reports.
+
+Each run checkpoints under `<out>/runs/<name>/`; rerunning an interrupted reproduction resumes
+every run where it stopped, and a run folder trained on other soft targets is refused, never
+silently continued (the soft targets' fingerprint is part of the run's identity).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..checkpoints import atomic_write_json, atomic_write_text
+from ..data import ArrayDataset
+from ..models import build_model, count_parameters
+from ..reporting import save_figure
+from ..teachers import fingerprint_module, fingerprint_tensor
+from ..training import TrainConfig, predict_logits, train
+
+__all__ = ["fit_run", "split_validation", "ms_per_1000", "jsonable", "write_outputs",
+           "mlp_spec", "provenance_lines", "build_config", "train_config"]
+
+
+def mlp_spec(data: ArrayDataset, hidden: list[int] | tuple[int, ...],
+             num_classes: int | None = None, **fields) -> dict:
+    """A model spec for an MLP on `data`'s inputs (build_model's registry format)."""
+    return {"name": "mlp", "hidden": list(hidden), "in_features": data.in_features,
+            "num_classes": num_classes or data.num_classes, **fields}
+
+
+def build_config(cls, dataset: str, dataset_defaults: dict, overrides: dict, what: str):
+    """An experiment config: class defaults, then the data set's, then yours (None values mean
+    'not given', so CLI flags left out keep the defaults). Unknown settings are one error."""
+    fields = {f.name for f in dataclasses.fields(cls)}
+    merged = {"dataset": dataset, **dataset_defaults,
+              **{k: v for k, v in overrides.items() if v is not None}}
+    unknown = set(merged) - fields
+    if unknown:
+        raise ValueError(f"unknown {what} settings: {sorted(unknown)}")
+    return cls(**merged)
+
+
+def train_config(cfg, epochs: int, **overrides) -> TrainConfig:
+    """The TrainConfig every reproduction uses: the experiment config's batch size, optimizer,
+    lr, seed, device and progress, a cosine schedule, and `overrides` on top."""
+    fields = {"batch_size": cfg.batch_size, "optimizer": cfg.optimizer, "lr": cfg.lr,
+              "schedule": "cosine", "seed": cfg.seed, "device": cfg.device,
+              "progress": cfg.progress}
+    return TrainConfig(epochs=epochs, **{**fields, **overrides})
+
+
+def fit_run(name: str, spec: dict, data: ArrayDataset, eval_data: ArrayDataset | None,
+            tcfg: TrainConfig, out: Path, *, teacher_logits: torch.Tensor | None = None,
+            teacher: nn.Module | None = None, init_seed: int = 0, model: nn.Module | None = None,
+            eval_extra: dict[str, ArrayDataset] | None = None, resume: bool = True,
+            extra: dict | None = None, log: Callable[[str], None] = print,
+            ) -> tuple[nn.Module, dict]:
+    """Train one run (resuming its checkpoint) and return (model, row).
+
+    The model is built from `spec` with torch seed `init_seed`, unless `model` is given (e.g. a
+    specialist initialized from a generalist; its origin then belongs in `extra`). The row has
+    the last epoch's metrics, `parameters`, `train_seconds` (summed over epochs, so it stays
+    right across resumed invocations) and per-epoch curves.
+    """
+    ident = dict(extra or {})
+    if teacher_logits is not None:
+        ident["teacher_logits"] = fingerprint_tensor(torch.as_tensor(teacher_logits))
+    if teacher is not None:  # an online teacher (e.g. on jittered inputs)
+        ident["teacher"] = fingerprint_module(teacher)
+    if model is None:
+        torch.manual_seed(init_seed)
+        model = build_model(spec)
+    log(f"[{name}] {count_parameters(model):,} parameters, {tcfg.epochs} epochs, "
+        f"{len(data):,} examples")
+    result = train(model, data, tcfg, teacher=teacher, teacher_logits=teacher_logits,
+                   eval_data=eval_data,
+                   eval_extra=eval_extra, out_dir=out / "runs" / name, resume=resume,
+                   model_spec=spec, extra=ident, log=lambda s: log(f"[{name}] {s}"))
+    row = dict(result.final)
+    row["parameters"] = count_parameters(result.model)
+    row["train_seconds"] = round(sum(r["seconds"] for r in result.history), 1)
+    row["curve"] = [r.get("test_errors") for r in result.history]
+    for prefix in ("test", *(eval_extra or {})):
+        key = f"{prefix}_accuracy"
+        if key in result.history[-1]:
+            row[f"{prefix}_accuracy_curve"] = [r[key] for r in result.history]
+    return result.model, row
+
+
+def split_validation(data: ArrayDataset, size: int, seed: int) -> tuple[ArrayDataset,
+                                                                         ArrayDataset]:
+    """(fit, validation): a random `size` examples held out of `data` for choosing settings, so
+    that the test set never chooses anything."""
+    if not 0 < size < len(data):
+        raise ValueError(f"validation size must be between 1 and {len(data) - 1}, got {size}")
+    perm = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
+    return (data.subset(perm[size:], f"{data.name}-minus-validation"),
+            data.subset(perm[:size], "validation"))
+
+
+def ms_per_1000(models: nn.Module | list[nn.Module], x: torch.Tensor, repeats: int = 5,
+                device: str | torch.device = "cpu", batch_size: int = 1000) -> float:
+    """Milliseconds to predict 1,000 examples with all `models` (an ensemble runs each member),
+    the median of `repeats` passes over `x` after one warm-up pass."""
+    models = models if isinstance(models, list) else [models]
+    for m in models:
+        m.to(device).eval()
+
+    def once() -> None:
+        for m in models:
+            predict_logits(m, x, batch_size=batch_size, device=device)
+        if torch.device(device).type == "cuda":
+            torch.cuda.synchronize()
+
+    once()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        once()
+        times.append(time.perf_counter() - t0)
+    return 1000.0 * float(np.median(times)) * 1000.0 / len(x)
+
+
+def jsonable(obj):
+    """Plain JSON types all the way down (numpy scalars/arrays, tuples, non-str keys; NaN and
+    infinities become null, which strict JSON readers accept)."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist())
+    if isinstance(obj, (np.floating, np.integer, np.bool_)):
+        return jsonable(obj.item())
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
+
+
+def write_outputs(results: dict, out: Path, stem: str, markdown: Callable[[dict, str], str],
+                  figure: Callable[[dict], object]) -> dict[str, Path]:
+    """<out>/<stem>.json, .md (markdown(results, png_name)) and .png (figure(results)), each
+    written atomically."""
+    paths = {"json": out / f"{stem}.json", "md": out / f"{stem}.md", "png": out / f"{stem}.png"}
+    atomic_write_json(paths["json"], jsonable(results))
+    atomic_write_text(paths["md"], markdown(results, paths["png"].name))
+    save_figure(figure(results), paths["png"])
+    return paths
+
+
+def provenance_lines(r: dict) -> list[str]:
+    """The Markdown 'How this was made' section every report ends with."""
+    return ["## How this was made\n",
+            f"- command: `{r['command']}`",
+            f"- hardware: {r['hardware']}",
+            f"- torch {r['torch']}, python {r['python']}",
+            f"- seeds: {r['seeds']}; every figure is the last epoch (no early stopping, nothing "
+            "chosen on the test set)",
+            f"- wall time of this invocation: {r['wall_seconds']:.0f} s; training time summed "
+            f"over all runs, including earlier resumed invocations: {r['compute_seconds']:.0f} s",
+            f"- data: {r['data_source']}\n"]
