@@ -136,3 +136,67 @@ def test_console_script_has_no_traceback_and_help_documents_flags(tmp_path):
     for flag in ("--temperature", "--soft-weight", "--hard-weight", "--loss", "--cache-dir",
                  "--jitter", "--grad-clip", "--no-resume", "--max-norm"):
         assert flag in help_text
+
+
+def test_distill_from_an_ensemble_of_checkpoints(digits_teacher, tmp_path, capsys):
+    second = tmp_path / "t2"
+    assert main(["train", "--dataset", "digits", "--out", str(second), "--seed", "1",
+                 *SMALL]) == 0
+    code, stdout, _ = run_cli(["distill", "--teacher", str(digits_teacher),
+                               str(second / "checkpoint.pt"), "--dataset", "digits", "--out",
+                               str(tmp_path / "s"), "-T", "3", *SMALL], capsys)
+    assert code == 0 and "teacher logits computed" in stdout
+    # the cached soft targets are the members' mean probability at T (as logits * T)
+    from kdistill.cli import _load_model
+    from kdistill.data import load_dataset
+    from kdistill.teachers import combine_members
+
+    x = load_dataset("digits").train.x
+    with torch.no_grad():
+        members = [_load_model(p)[0](x) for p in (digits_teacher, second / "checkpoint.pt")]
+    want = combine_members(members, 3.0, "arith_prob")
+    cached = np.load(next((tmp_path / "s" / "teacher-cache").glob("*.npy")))
+    assert np.allclose(torch.softmax(torch.from_numpy(np.array(cached)) / 3, 1).numpy(),
+                       torch.softmax(want / 3, 1).numpy(), atol=1e-5)
+
+
+def test_ensemble_members_with_different_class_counts_are_refused(digits_teacher, tmp_path,
+                                                                  capsys):
+    other = tmp_path / "other.pt"
+    ckpt = torch.load(digits_teacher, weights_only=False)
+    torch.manual_seed(0)
+    model = MLP(64, 4, [32, 32])
+    ckpt["model_spec"] = {**ckpt["model_spec"], "num_classes": 4}
+    ckpt["model_state"] = model.state_dict()
+    torch.save(ckpt, other)
+    code, _, err = run_cli(["distill", "--teacher", str(digits_teacher), str(other),
+                            "--dataset", "digits", "--out", str(tmp_path / "s"), *SMALL], capsys)
+    assert_usage_error(code, err, "disagree on the number of classes")
+    assert not (tmp_path / "s").exists()
+
+
+def test_fix_bias_undoes_a_known_shift(digits_teacher, tmp_path, capsys):
+    # A "student" that is the teacher with class 3's bias lowered by 5: matching the teacher's
+    # mean prediction on the same inputs has exactly one answer, +5 on class 3.
+    ckpt = torch.load(digits_teacher, weights_only=False)
+    head = [k for k in ckpt["model_state"] if k.endswith("bias")][-1]
+    ckpt["model_state"][head][3] -= 5.0
+    crippled = tmp_path / "crippled.pt"
+    torch.save(ckpt, crippled)
+    fixed = tmp_path / "fixed.pt"
+    code, stdout, _ = run_cli(["fix-bias", str(crippled), "--teacher", str(digits_teacher),
+                               "--classes", "3", "--dataset", "digits", "--out", str(fixed)],
+                              capsys)
+    assert code == 0
+    report = json.loads(stdout)
+    assert report["offsets"][3] == pytest.approx(5.0, abs=1e-3)
+    assert all(v == 0 for i, v in enumerate(report["offsets"]) if i != 3)
+    original = torch.load(digits_teacher, weights_only=False)["model_state"][head]
+    assert torch.allclose(torch.load(fixed, weights_only=False)["model_state"][head], original,
+                          atol=1e-3)
+    assert report["test_errors_after"] <= report["test_errors_before"]
+    code, _, err = run_cli(["fix-bias", str(crippled), "--teacher", str(digits_teacher),
+                            "--classes", "11", "--dataset", "digits", "--out",
+                            str(tmp_path / "never.pt")], capsys)
+    assert_usage_error(code, err, "does not exist")
+    assert not (tmp_path / "never.pt").exists()

@@ -161,3 +161,26 @@ def test_jitter_draws_every_shift_and_is_seeded():
 def test_dataset_checks_lengths():
     with pytest.raises(ValueError, match="3 inputs but 2 labels"):
         ArrayDataset(torch.zeros(3, 2), torch.tensor([0, 1]), 2)
+
+
+@pytest.mark.skipif(not Path("/usr/lib/R/site-library/mlbench/data/LetterRecognition.rda")
+                    .is_file(), reason="Debian's r-cran-mlbench is not installed")
+def test_letter_recognition_split_and_standardization():
+    pytest.importorskip("rdata")
+    splits = load_dataset("letter")
+    assert (len(splits.train), len(splits.test)) == (16000, 4000)
+    assert splits.train.input_shape == (16,) and splits.train.num_classes == 26
+    assert splits.train.class_names[0] == "A" and splits.train.class_names[-1] == "Z"
+    # The UCI file starts with a 'T' and an 'I', and every letter occurs in both splits.
+    assert splits.train.class_names[int(splits.train.y[0])] == "T"
+    assert splits.train.class_names[int(splits.train.y[1])] == "I"
+    assert torch.bincount(splits.test.y, minlength=26).min() > 100
+    # Standardized with the training split's statistics only.
+    assert torch.allclose(splits.train.x.mean(0), torch.zeros(16), atol=1e-4)
+    assert torch.allclose(splits.train.x.std(0, unbiased=False), torch.ones(16), atol=1e-4)
+    assert splits.test.x.mean(0).abs().max() > 1e-3
+
+
+def test_letter_missing_file_is_one_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="r-cran-mlbench"):
+        load_dataset("letter", tmp_path)

@@ -93,6 +93,148 @@ def _add_compression(p, preset_default: str | None) -> None:
     p.add_argument("--mimic-epochs", type=int, default=None, help="mimic epochs (default: 20)")
 
 
+def _add_reproduce_common(p, dataset_default: str = "fashion-mnist") -> None:
+    _add_data(p, default=dataset_default)
+    g = p.add_argument_group("run")
+    g.add_argument("--out", default=None,
+                   help="work folder with every run's checkpoint (default: "
+                        "runs/<experiment>/<dataset>)")
+    g.add_argument("--report-dir", default=None,
+                   help="also write <report-dir>/<dataset>.{json,md,png}")
+    g.add_argument("--seed", type=int, default=None)
+    g.add_argument("--device", default=None, help="auto (CUDA when present), cpu, cuda")
+    g.add_argument("--fresh", action="store_true", help="ignore checkpoints under --out")
+    g.add_argument("--no-progress", action="store_true")
+
+
+def _add_reproduce_parsers(exps) -> None:
+    h = exps.add_parser("hinton-mnist", help="the MNIST table and the T x width sweep (H15 sec. 3)",
+                        description="Teacher, hard-label student, distilled student at T, and "
+                                    "the width x temperature sweep.")
+    _add_reproduce_common(h)
+    h.add_argument("--teacher-recipe", default=None,
+                   choices=["paper", "dropout", "dropout-jitter1", "dropout-light", "auto"],
+                   help="paper: 1200-1200, dropout, max-norm, 2-pixel jitter; auto: choose among "
+                        "the recipes on a validation split (default: paper on mnist, else auto)")
+    h.add_argument("--teacher-members", type=int, default=None,
+                   help="teach with an ensemble of this many seeds of the recipe (mean of "
+                        "their probabilities at T); default 3 on fashion-mnist, else 1")
+    h.add_argument("--temperature", "-T", type=float, default=None, help="headline T (20)")
+    h.add_argument("--hard-weight", type=float, default=None, help="hard-term weight (0.1)")
+    h.add_argument("--no-sweep", action="store_true", help="skip the width x temperature sweep")
+    h.add_argument("--teacher-epochs", type=int, default=None)
+    h.add_argument("--student-epochs", type=int, default=None)
+    h.add_argument("--batch-size", type=int, default=None)
+
+    e = exps.add_parser("ensemble", help="ensemble distillation and self-distillation "
+                                         "(H15 sec. 4, Table 1)",
+                        description="A baseline, an ensemble of N seeds of it, one model "
+                                    "distilled from the ensemble at each T (the headline T "
+                                    "chosen on a validation split), and self-distillation.")
+    _add_reproduce_common(e)
+    e.add_argument("--members", type=int, default=None, help="ensemble size (10)")
+    e.add_argument("--combine", choices=["arith_prob", "geo_logit"], default=None,
+                   help="arith_prob: mean of the members' probabilities at T (default); "
+                        "geo_logit: normalized geometric mean (mean of logits)")
+    e.add_argument("--bootstrap", action="store_true",
+                   help="also give each member its own bootstrap sample")
+    e.add_argument("--hidden", type=int, nargs="+", default=None,
+                   help="MLP hidden widths of every model (512 512)")
+    e.add_argument("--member-jitter", type=int, default=None,
+                   help="train the members on images shifted online by up to this many "
+                        "pixels (0)")
+    e.add_argument("--hidden-dropout", type=float, default=None,
+                   help="hidden dropout of every member (0)")
+    e.add_argument("--temperatures", type=float, nargs="+", default=None,
+                   help="distillation temperatures (1 2 5 10)")
+    e.add_argument("--hard-weight", type=float, default=None, help="hard-term weight (0.5)")
+    e.add_argument("--epochs", type=int, default=None, help="epochs of every member (20)")
+    e.add_argument("--student-epochs", type=int, default=None,
+                   help="epochs of distilled models and of the hard-label control (default: "
+                        "--epochs)")
+    e.add_argument("--no-self-distill", action="store_true")
+    e.add_argument("--student-dropout", type=float, default=None,
+                   help="hidden dropout of distilled models (default: the members')")
+    e.add_argument("--transfer-copies", type=int, default=None,
+                   help="add this many jittered copies of the training images to the students' "
+                        "transfer set, with the ensemble's soft targets on each (2; 0: the "
+                        "training images only)")
+    e.add_argument("--transfer-jitter", type=int, default=None,
+                   help="pixels of shift for those copies (1)")
+
+    s = exps.add_parser("soft-regularizer", help="soft targets on 3%% of the data "
+                                                 "(H15 sec. 6, Table 5)",
+                        description="Full-data model (also the teacher), hard labels on a "
+                                    "random fraction, soft targets on the same fraction.")
+    _add_reproduce_common(s)
+    s.add_argument("--fraction", type=float, default=None,
+                   help="share of the training set (0.03; digits 0.1)")
+    s.add_argument("--temperatures", type=float, nargs="+", default=None,
+                   help="candidate T, chosen on validation (1 2 4 8)")
+    s.add_argument("--hard-weight", type=float, default=None,
+                   help="hard-term weight of the soft run (0: soft targets only)")
+    s.add_argument("--jitter", type=int, default=None,
+                   help="also train on the fraction with this many pixels of jitter (1; 0 "
+                        "skips those rows)")
+    s.add_argument("--full-epochs", type=int, default=None)
+    s.add_argument("--small-epochs", type=int, default=None)
+
+    o = exps.add_parser("omitted-class", help="classes left out of the transfer set and the "
+                                              "bias fix (H15 sec. 3)",
+                        description="Students distilled on transfer sets that lack classes, "
+                                    "repaired by matching their mean prediction on unlabelled "
+                                    "data to the teacher's; the test-tuned oracle shift is "
+                                    "reported beside it.")
+    _add_reproduce_common(o)
+    o.add_argument("--omit", type=int, nargs="+", default=None,
+                   help="classes left out of the transfer set (3)")
+    o.add_argument("--keep-only", type=int, nargs="*", default=None,
+                   help="second case: a transfer set of only these classes (7 8); give no "
+                        "class to skip it")
+    o.add_argument("--temperature", "-T", type=float, default=None, help="T (20)")
+    o.add_argument("--hard-weight", type=float, default=None, help="hard-term weight (0.1)")
+    o.add_argument("--teacher-epochs", type=int, default=None)
+    o.add_argument("--student-epochs", type=int, default=None)
+
+    sp = exps.add_parser("specialists", help="specialists with a dustbin class (H15 sec. 5, "
+                                             "Tables 2-4)",
+                         description="A generalist, confusable class subsets from the covariance "
+                                     "of its predictions, specialists with a dustbin class "
+                                     "initialized from it, and their combination (SPEC 4.4).")
+    _add_reproduce_common(sp, dataset_default="letter")
+    sp.add_argument("--seeds", type=int, nargs="+", default=None,
+                    help="one run per seed, pooled in the tables (letter: 0 1 2)")
+    sp.add_argument("--hidden", type=int, nargs="+", default=None,
+                    help="generalist MLP hidden widths")
+    sp.add_argument("--generalist-epochs", type=int, default=None)
+    sp.add_argument("--num-subsets", type=int, default=None,
+                    help="number of k-means clusters of classes (specialists)")
+    sp.add_argument("--subset-size", type=int, default=None,
+                    help="classes per specialist (overlapping subsets); 0: the disjoint k-means "
+                         "partition")
+    sp.add_argument("--specialist-epochs", type=int, nargs="+", default=None,
+                    help="candidate specialist epochs, chosen on validation")
+    sp.add_argument("--special-fraction", type=float, default=None,
+                    help="share of subset examples in a specialist's training data (0.5)")
+    sp.add_argument("--specialist-lr", type=float, default=None,
+                    help="Adam learning rate of the specialists (1e-3)")
+    sp.add_argument("--validation-size", type=int, default=None,
+                    help="examples held out of the training set for choosing epochs")
+
+    m = exps.add_parser("model-compression", help="ensemble selection, MUNGE and mimic nets "
+                                                  "on UCI problems (Bucila et al. 2006)",
+                        description="A model library, ensemble selection, MUNGE pseudo-data "
+                                    "and a mimic network per problem.")
+    m.add_argument("--problems", nargs="+", default=None,
+                   help="UCI problems (default: letter.p1 letter.p2 satellite dna shuttle)")
+    m.add_argument("--out", default=None, help="work folder (default: runs/model-compression)")
+    m.add_argument("--report-dir", default=None,
+                   help="summary.json, results.md, results.png (default "
+                        "docs/results/model-compression)")
+    m.add_argument("--seed", type=int, default=None)
+    _add_compression(m, preset_default=None)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="kdistill", description="Knowledge distillation for PyTorch models "
                 "(Hinton, Vinyals & Dean 2015).")
@@ -107,7 +249,12 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("distill", help="distill a student from a teacher checkpoint",
                        description="Train a student on a teacher's soft targets at temperature "
                                    "T (plus the hard labels, weighted).")
-    d.add_argument("--teacher", required=True, help="teacher checkpoint.pt (from kdistill train)")
+    d.add_argument("--teacher", required=True, nargs="+",
+                   help="teacher checkpoint.pt (from kdistill train); several checkpoints form "
+                        "an ensemble teacher")
+    d.add_argument("--combine", choices=["arith_prob", "geo_logit"], default="arith_prob",
+                   help="how an ensemble's members are combined: mean of probabilities at T "
+                        "(default) or normalized geometric mean (mean of logits)")
     _add_data(d)
     _add_model(d, [800, 800])
     _add_training(d)
@@ -125,6 +272,26 @@ def build_parser() -> argparse.ArgumentParser:
                    help="teacher-logit cache folder (default: <out>/teacher-cache); unused with "
                         "--jitter, where the teacher runs online on the jittered batch")
 
+    f = sub.add_parser("fix-bias", help="shift a student's output biases so that its mean "
+                                        "prediction matches a prior (classes missing from "
+                                        "its transfer set)",
+                       description="Prior matching (SPEC 2.4): offsets on the output biases so "
+                                   "that the student's mean prediction on the data set's "
+                                   "training inputs (labels unused unless --prior labels) "
+                                   "matches the teacher's mean prediction or the label "
+                                   "frequencies. Writes a new checkpoint; the old one is kept.")
+    f.add_argument("student", help="student checkpoint.pt")
+    f.add_argument("--teacher", nargs="+", default=None,
+                   help="teacher checkpoint(s): the target prior is their mean prediction")
+    f.add_argument("--prior", choices=["teacher", "labels"], default="teacher",
+                   help="teacher: the teacher's mean prediction (no labels); labels: the "
+                        "training label frequencies")
+    f.add_argument("--classes", type=int, nargs="+", default=None,
+                   help="only these classes' biases move (default: all)")
+    f.add_argument("--out", required=True, help="where to write the fixed checkpoint")
+    _add_data(f)
+    f.add_argument("--device", default="auto")
+
     e = sub.add_parser("evaluate", help="evaluate a checkpoint on a data set's test split",
                        description="Print test errors, accuracy, NLL and ECE as JSON.")
     e.add_argument("checkpoint", help="checkpoint.pt")
@@ -132,38 +299,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--device", default="auto")
 
     r = sub.add_parser("reproduce", help="reproduce one of the papers' experiments",
-                       description="Run a whole experiment and write JSON, Markdown and a plot.")
-    r.add_argument("experiment", choices=["hinton-mnist", "model-compression"],
-                   help="which experiment")
-    _add_data(r, default="fashion-mnist")
-    r.add_argument("--out", default=None,
-                   help="work folder with every run's checkpoint (default: runs/<exp>/<dataset>; "
-                        "model-compression: runs/model-compression, its models)")
-    r.add_argument("--report-dir", default=None,
-                   help="also write <report-dir>/<dataset>.{json,md,png} (model-compression: "
-                        "summary.json, results.md, results.png; default "
-                        "docs/results/model-compression)")
-    r.add_argument("--teacher-recipe", default=None,
-                   choices=["paper", "dropout", "dropout-jitter1", "dropout-light", "auto"],
-                   help="paper: 1200-1200, dropout, max-norm, 2-pixel jitter; auto: choose among "
-                        "the recipes on a validation split (default: paper on mnist, else auto)")
-    r.add_argument("--teacher-members", type=int, default=None,
-                   help="teach with an ensemble of this many seeds of the recipe (mean of "
-                        "their probabilities at T); default 3 on fashion-mnist, else 1")
-    r.add_argument("--temperature", "-T", type=float, default=None, help="headline T (20)")
-    r.add_argument("--hard-weight", type=float, default=None, help="hard-term weight (0.1)")
-    r.add_argument("--no-sweep", action="store_true", help="skip the width x temperature sweep")
-    r.add_argument("--teacher-epochs", type=int, default=None)
-    r.add_argument("--student-epochs", type=int, default=None)
-    r.add_argument("--batch-size", type=int, default=None)
-    r.add_argument("--seed", type=int, default=None)
-    r.add_argument("--device", default=None)
-    r.add_argument("--fresh", action="store_true", help="ignore checkpoints under --out")
-    r.add_argument("--no-progress", action="store_true")
-    g = r.add_argument_group("model-compression only")
-    g.add_argument("--problems", nargs="+", default=None,
-                   help="UCI problems (default: letter.p1 letter.p2 satellite dna shuttle)")
-    _add_compression(g, preset_default=None)
+                       description="Run a whole experiment and write JSON, Markdown and a plot. "
+                                   "Every run checkpoints under --out; rerun the same command "
+                                   "to resume.")
+    exps = r.add_subparsers(dest="experiment", required=True, parser_class=_Parser,
+                            metavar="EXPERIMENT")
+    _add_reproduce_parsers(exps)
 
     c = sub.add_parser("compress", help="compress a CSV's ensemble into a small net",
                        description="Model compression on a CSV file: a library of scikit-learn "
@@ -275,6 +416,21 @@ def _load_model(path: str, device: str = "cpu"):
     return model.eval(), spec
 
 
+def _load_teacher(paths: list[str], combine: str, temperature: float):
+    """One checkpoint, or several as an EnsembleTeacher; returns (teacher, class count)."""
+    from .teachers import EnsembleTeacher
+
+    loaded = [_load_model(p) for p in paths]
+    counts = {p: spec.get("num_classes") for p, (_, spec) in zip(paths, loaded)}
+    if len(set(counts.values())) > 1:
+        raise ValueError("ensemble members disagree on the number of classes: " + ", ".join(
+            f"{p}: {n}" for p, n in counts.items()))
+    n_classes = next(iter(counts.values()))
+    if len(loaded) == 1:
+        return loaded[0][0], n_classes
+    return EnsembleTeacher([m for m, _ in loaded], combine, temperature), n_classes
+
+
 def cmd_distill(a) -> int:
     from .data import load_dataset
     from .teachers import cached_teacher_logits, fingerprint_module
@@ -282,12 +438,11 @@ def cmd_distill(a) -> int:
 
     cfg = _train_config(a, temperature=a.temperature, soft_weight=a.soft_weight,
                         hard_weight=a.hard_weight, loss=a.loss)
-    teacher, teacher_spec = _load_model(a.teacher)
+    teacher, n_teacher = _load_teacher(a.teacher, a.combine, a.temperature)
     device = resolve_device(a.device)
     teacher = teacher.to(device)
     splits = load_dataset(a.dataset, a.data_dir, a.download)
     spec = _model_spec(a, splits.train)
-    n_teacher = teacher_spec.get("num_classes")
     if n_teacher is not None and n_teacher != splits.train.num_classes:
         raise ValueError(f"teacher/student class-count mismatch: the teacher has {n_teacher} "
                          f"classes, {a.dataset} has {splits.train.num_classes}")
@@ -308,6 +463,54 @@ def cmd_distill(a) -> int:
                    resume=not a.no_resume, model_spec=spec,
                    extra={"teacher": fingerprint_module(teacher)}, **kwargs)
     _finish(result, out, spec, splits.test)
+    return 0
+
+
+def cmd_fix_bias(a) -> int:
+    import torch
+
+    from .checkpoints import atomic_torch_save, load_checkpoint
+    from .data import load_dataset
+    from .priors import label_prior, match_prior, teacher_prior
+    from .teachers import run_teacher
+    from .training import evaluate, resolve_device
+
+    if a.prior == "teacher" and not a.teacher:
+        raise ValueError("--prior teacher needs --teacher checkpoint(s)")
+    device = resolve_device(a.device)
+    student, spec = _load_model(a.student)
+    splits = load_dataset(a.dataset, a.data_dir, a.download)
+    k = splits.train.num_classes
+    if spec.get("num_classes") != k:
+        raise ValueError(f"the student has {spec.get('num_classes')} classes, {a.dataset} has {k}")
+    if a.classes is not None and any(not 0 <= c < k for c in a.classes):
+        raise ValueError(f"--classes names a class that does not exist: {a.classes} "
+                         f"(classes are 0..{k - 1})")
+    head = [m for m in student.modules() if isinstance(m, torch.nn.Linear)][-1]
+    if head.bias is None:
+        raise ValueError("the student's output layer has no bias to shift")
+    if a.prior == "teacher":
+        teacher, n_teacher = _load_teacher(a.teacher, "arith_prob", 1.0)
+        if n_teacher != k:
+            raise ValueError(f"the teacher has {n_teacher} classes, {a.dataset} has {k}")
+        prior = teacher_prior(run_teacher(teacher.to(device), splits.train.x,
+                                          device=device).numpy(), from_logits=True)
+    else:
+        prior = label_prior(splits.train.y.numpy(), k)
+    logits = run_teacher(student.to(device), splits.train.x, device=device).numpy()
+    offsets = match_prior(logits, prior, classes=a.classes)
+    before = evaluate(student, splits.test, device=device)
+    with torch.no_grad():
+        head.bias += torch.as_tensor(offsets, dtype=head.bias.dtype, device=head.bias.device)
+    after = evaluate(student, splits.test, device=device)
+    ckpt = load_checkpoint(a.student)
+    ckpt["model_state"] = {n: v.detach().cpu() for n, v in student.state_dict().items()}
+    ckpt["bias_fix"] = {"offsets": offsets.tolist(), "prior": prior.tolist(),
+                        "prior_source": a.prior, "classes": a.classes, "from": str(a.student)}
+    atomic_torch_save(ckpt, a.out)
+    print(json.dumps({"offsets": [round(float(v), 4) for v in offsets],
+                      "test_errors_before": before["errors"],
+                      "test_errors_after": after["errors"], "checkpoint": a.out}))
     return 0
 
 
@@ -364,23 +567,112 @@ def _reproduce_model_compression(a) -> int:
     return 0
 
 
+def _dataset_name(dataset: str) -> str:
+    return Path(dataset).stem if dataset.endswith(".npz") else dataset
+
+
+def _experiment_config(module, a, **overrides):
+    return module.config_from(
+        a.dataset, data_dir=a.data_dir, download=a.download or None,
+        out=a.out or f"runs/{a.experiment}/{_dataset_name(a.dataset)}", report_dir=a.report_dir,
+        seed=a.seed, device=a.device, fresh=a.fresh or None, progress=not a.no_progress,
+        **overrides)
+
+
+def _tuple(values):
+    return None if values is None else tuple(values)
+
+
 def cmd_reproduce(a) -> int:
-    from .experiments import hinton_mnist
+    from .experiments import ensemble, hinton_mnist, omitted_class, soft_regularizer
 
     if a.experiment == "model-compression":
         return _reproduce_model_compression(a)
-    name = Path(a.dataset).stem if a.dataset.endswith(".npz") else a.dataset
-    cfg = hinton_mnist.config_from(
-        a.dataset, data_dir=a.data_dir, download=a.download or None,
-        out=a.out or f"runs/hinton-mnist/{name}", report_dir=a.report_dir,
-        teacher_recipe=a.teacher_recipe, teacher_members=a.teacher_members,
-        temperature=a.temperature, hard_weight=a.hard_weight,
-        sweep=False if a.no_sweep else None, teacher_epochs=a.teacher_epochs,
-        student_epochs=a.student_epochs, batch_size=a.batch_size, seed=a.seed,
-        device=a.device, fresh=a.fresh or None, progress=not a.no_progress)
-    results = hinton_mnist.run(cfg)
-    _print_summary(results, Path(cfg.out))
+    if a.experiment == "specialists":
+        return _reproduce_specialists(a)
+    if a.experiment == "hinton-mnist":
+        cfg = _experiment_config(
+            hinton_mnist, a, teacher_recipe=a.teacher_recipe,
+            teacher_members=a.teacher_members, temperature=a.temperature,
+            hard_weight=a.hard_weight, sweep=False if a.no_sweep else None,
+            teacher_epochs=a.teacher_epochs, student_epochs=a.student_epochs,
+            batch_size=a.batch_size)
+        results = hinton_mnist.run(cfg)
+        _print_summary(results, Path(cfg.out))
+        return 0
+    if a.experiment == "ensemble":
+        cfg = _experiment_config(
+            ensemble, a, members=a.members, combine=a.combine, bootstrap=a.bootstrap or None,
+            hidden=_tuple(a.hidden), hidden_dropout=a.hidden_dropout,
+            member_jitter=a.member_jitter,
+            temperatures=_tuple(a.temperatures),
+            hard_weight=a.hard_weight, epochs=a.epochs, student_epochs=a.student_epochs,
+            self_distill=False if a.no_self_distill else None,
+            student_dropout=a.student_dropout, transfer_copies=a.transfer_copies,
+            transfer_jitter=a.transfer_jitter)
+        r = ensemble.run(cfg)
+        print(f"test accuracy: baseline {r['baseline_accuracy']:.4f}, {r['members']}x ensemble "
+              f"{r['ensemble_accuracy']:.4f}, distilled (T={r['temperature']:g}) "
+              f"{r['distilled_accuracy']:.4f}, self-distilled {r['self_distilled_accuracy']}; "
+              f"gain recovered {_pct(r['gain_recovered'])}; ms per 1,000: ensemble "
+              f"{r['ensemble_ms_per_1000']:.2f}, distilled {r['distilled_ms_per_1000']:.2f}")
+    elif a.experiment == "soft-regularizer":
+        cfg = _experiment_config(
+            soft_regularizer, a, fraction=a.fraction, temperatures=_tuple(a.temperatures),
+            hard_weight=a.hard_weight, jitter=a.jitter, full_epochs=a.full_epochs,
+            small_epochs=a.small_epochs)
+        r = soft_regularizer.run(cfg)
+        print(f"test accuracy: full data {r['full_data_accuracy']:.4f}; "
+              f"{100 * r['fraction']:g}% hard labels peak {r['hard_peak_accuracy']:.4f} (on "
+              f"test), final {r['hard_final_accuracy']:.4f}; soft targets (T="
+              f"{r['temperature']:g}) final {r['soft_final_accuracy']:.4f}; gap recovered "
+              f"{_pct(r['gap_recovered'])}")
+    elif a.experiment == "omitted-class":
+        cfg = _experiment_config(
+            omitted_class, a, omit=_tuple(a.omit), keep_only=_tuple(a.keep_only),
+            temperature=a.temperature, hard_weight=a.hard_weight,
+            teacher_epochs=a.teacher_epochs, student_epochs=a.student_epochs)
+        r = omitted_class.run(cfg)
+        for case, c in r["cases"].items():
+            print(f"{case} {c['omitted_classes']}: test errors before {c['errors_before']}, "
+                  f"auto fix {c['errors_auto']}, oracle {c['errors_oracle']}, whole transfer "
+                  f"set {c['errors_full_transfer']}; recall on left-out classes "
+                  f"{c['recall_omitted_before']:.3f} -> {c['recall_omitted_auto']:.3f} "
+                  f"(teacher {c['teacher_recall_omitted']:.3f})")
+    print(f"report: {Path(cfg.out) / 'results.md'} (+ .json, .png); wall time "
+          f"{r['wall_seconds']:.0f} s")
     return 0
+
+
+def _reproduce_specialists(a) -> int:
+    from .experiments import specialists
+
+    if a.seed is not None:
+        raise ValueError("specialists takes --seeds (one or more), not --seed")
+    cfg = specialists.config_from(
+        a.dataset, data_dir=a.data_dir, download=a.download or None,
+        out=a.out or f"runs/specialists/{_dataset_name(a.dataset)}", report_dir=a.report_dir,
+        seeds=_tuple(a.seeds), device=a.device, fresh=a.fresh or None,
+        progress=not a.no_progress, hidden=_tuple(a.hidden),
+        generalist_epochs=a.generalist_epochs, num_subsets=a.num_subsets,
+        specialist_epochs=_tuple(a.specialist_epochs), special_fraction=a.special_fraction,
+        subset_size=a.subset_size, specialist_lr=a.specialist_lr,
+        validation_size=a.validation_size)
+    if a.subset_size == 0:
+        cfg.subset_size = None  # the disjoint k-means partition
+    r = specialists.run(cfg)
+    print(f"test accuracy: generalist {r['generalist_accuracy']:.4f}, with specialists "
+          f"{r['combined_accuracy']:.4f}")
+    for row in r["gain_by_covering"]:
+        print(f"  covered by {row['covering']}: {row['examples']} examples, "
+              f"{row['delta_correct']:+d} correct")
+    print(f"report: {Path(cfg.out) / 'results.md'} (+ .json, .png); wall time "
+          f"{r['wall_seconds']:.0f} s")
+    return 0
+
+
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None else f"{100 * v:.1f}%"
 
 
 def cmd_demo(a) -> int:
@@ -410,7 +702,8 @@ def _print_summary(r: dict, out: Path) -> None:
 
 
 COMMANDS = {"train": cmd_train, "distill": cmd_distill, "evaluate": cmd_evaluate,
-            "reproduce": cmd_reproduce, "demo": cmd_demo, "compress": cmd_compress}
+            "reproduce": cmd_reproduce, "demo": cmd_demo, "compress": cmd_compress,
+            "fix-bias": cmd_fix_bias}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,6 +31,7 @@ __all__ = [
     "load_mnist",
     "load_kmnist",
     "load_npz",
+    "load_letter",
     "jitter",
     "check_labels",
     "DATASETS",
@@ -341,11 +342,45 @@ def load_npz(path: str | os.PathLike) -> DataSplits:
     return DataSplits(parts[0], parts[1], path.stem, str(path))
 
 
+LETTER_TRAIN_ROWS = 16_000  # the UCI convention: first 16,000 rows train, last 4,000 test
+
+
+def load_letter(root: str | os.PathLike | None = None, download: bool = False) -> DataSplits:
+    """UCI Letter Recognition (20,000 rows, 16 integer features, 26 letters) from Debian's
+    r-cran-mlbench (`root`: the folder holding LetterRecognition.rda). The conventional split:
+    first 16,000 rows train, last 4,000 test. Features are standardized with the training
+    split's mean and standard deviation so that an MLP trains with default learning rates.
+    `download` is ignored: the file comes with the Debian package."""
+    from .tabular import load_mlbench
+
+    frame = load_mlbench("LetterRecognition", root)
+    names = [chr(ord("A") + i) for i in range(26)]
+    letters = frame["lettr"].astype(str).to_numpy()
+    unknown = sorted(set(letters) - set(names))
+    if unknown or len(frame) <= LETTER_TRAIN_ROWS:
+        raise ValueError(f"LetterRecognition: expected 20,000 rows of letters A-Z, got "
+                         f"{len(frame)} rows and labels {unknown[:5]}")
+    y = np.searchsorted(np.array(names), letters).astype(np.int64)
+    x = frame.drop(columns=["lettr"]).to_numpy(dtype=np.float64)
+    mean = x[:LETTER_TRAIN_ROWS].mean(axis=0)
+    std = x[:LETTER_TRAIN_ROWS].std(axis=0)
+    x = ((x - mean) / np.where(std > 0, std, 1.0)).astype(np.float32)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    tr, te = slice(0, LETTER_TRAIN_ROWS), slice(LETTER_TRAIN_ROWS, None)
+    return DataSplits(
+        ArrayDataset(xt[tr], yt[tr], 26, names, "letter-train"),
+        ArrayDataset(xt[te], yt[te], 26, names, "letter-test"),
+        "letter", "UCI Letter Recognition via r-cran-mlbench (LetterRecognition.rda); rows "
+        "1-16000 train, 16001-20000 test; features standardized with train mean/std",
+    )
+
+
 DATASETS = {
     "digits": load_digits,
     "mnist": load_mnist,
     "fashion-mnist": load_fashion_mnist,
     "kmnist": load_kmnist,
+    "letter": load_letter,
 }
 
 

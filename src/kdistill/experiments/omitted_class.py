@@ -1,0 +1,321 @@
+"""Classes missing from the transfer set, and the bias fix (Hinton et al. 2015 sec. 3; SPEC
+2.3-2.4).
+
+A teacher trained on every class; a student distilled on the whole transfer set (the
+reference); a student distilled on a transfer set with chosen classes left out (the paper: all
+3s), and one on a transfer set of chosen classes only (the paper: only 7s and 8s). Each
+crippled student is then repaired three ways:
+  - automatic: offsets on the output biases such that its mean prediction on unlabelled
+    training inputs (labels dropped; the omitted classes are among them) matches the
+    teacher's mean prediction there (SPEC 2.4 option b; no labels at all). The label-frequency
+    prior (option a) is reported beside it;
+  - oracle: the single offset that maximizes test accuracy, as the paper chose +3.5 and -7.6.
+    It is tuned on the test set, so it is reported as an optimistic bound and never used.
+Every figure is the last epoch of one seed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..data import load_dataset
+from ..losses import check_temperature, check_weights
+from ..priors import label_prior, match_prior, oracle_offset, teacher_prior
+from ..reporting import markdown_table, provenance
+from ..teachers import cached_teacher_logits, run_teacher
+from ..training import resolve_device
+from .common import (
+    build_config,
+    fit_run,
+    jsonable,
+    mlp_spec,
+    provenance_lines,
+    train_config,
+    write_outputs,
+)
+
+__all__ = ["OmittedClassConfig", "config_from", "run", "evaluate_fix"]
+
+
+@dataclass
+class OmittedClassConfig:
+    dataset: str = "fashion-mnist"
+    data_dir: str | None = None
+    download: bool = False
+    out: str = "runs/omitted-class"
+    omit: tuple[int, ...] = (3,)           # case 1: the transfer set lacks these classes
+    keep_only: tuple[int, ...] = (7, 8)    # case 2: the transfer set has only these; () skips
+    teacher_hidden: tuple[int, ...] = (1200, 1200)
+    teacher_dropout: float = 0.2
+    student_hidden: tuple[int, ...] = (800, 800)
+    temperature: float = 20.0
+    soft_weight: float = 1.0
+    hard_weight: float = 0.1
+    teacher_epochs: int = 20
+    student_epochs: int = 20
+    batch_size: int = 256
+    lr: float = 1e-3
+    optimizer: str = "adam"
+    seed: int = 0
+    device: str = "auto"
+    progress: bool = True
+    fresh: bool = False
+    report_dir: str | None = None
+
+    def validate(self, num_classes: int | None = None) -> None:
+        check_temperature(self.temperature)
+        check_weights(self.soft_weight, self.hard_weight)
+        if not self.omit:
+            raise ValueError("omit must name at least one class")
+        for name in ("omit", "keep_only"):
+            classes = getattr(self, name)
+            if len(set(classes)) != len(classes):
+                raise ValueError(f"{name} repeats a class: {list(classes)}")
+            if num_classes is not None and any(not 0 <= c < num_classes for c in classes):
+                raise ValueError(f"{name} names a class that does not exist: {list(classes)} "
+                                 f"(classes are 0..{num_classes - 1})")
+        if num_classes is not None and len(self.omit) >= num_classes:
+            raise ValueError("omit leaves no class in the transfer set")
+        if self.keep_only and len(self.keep_only) < 1:
+            raise ValueError("keep_only must keep at least one class")
+        for name in ("teacher_epochs", "student_epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if any(h < 1 for h in (*self.teacher_hidden, *self.student_hidden)):
+            raise ValueError("hidden sizes must be >= 1")
+
+
+def config_from(dataset: str, **overrides) -> OmittedClassConfig:
+    """Class defaults, then the data set's, then yours (None means 'not given')."""
+    defaults = {"digits": {"batch_size": 64, "teacher_epochs": 60, "student_epochs": 60}
+                }.get(dataset, {})
+    return build_config(OmittedClassConfig, dataset, defaults, overrides, "omitted-class")
+
+
+def evaluate_fix(student_logits_unlabelled: np.ndarray, student_logits_test: np.ndarray,
+                 test_labels: np.ndarray, omitted: list[int], target_prior: np.ndarray,
+                 oracle_classes: list[int]) -> dict:
+    """Offsets for the omitted classes that make the student's mean prediction on unlabelled
+    inputs match `target_prior` (priors.match_prior), and what they do on the test set; plus
+    the oracle offset on `oracle_classes`, tuned on the test labels (reporting only)."""
+    y = np.asarray(test_labels)
+    z = np.asarray(student_logits_test, dtype=np.float64)
+    b = match_prior(student_logits_unlabelled, target_prior, classes=omitted)
+    oracle, _ = oracle_offset(z, y, oracle_classes)
+    z_oracle = z.copy()
+    z_oracle[:, oracle_classes] += oracle
+    mask = np.isin(y, omitted)
+    out = {"offsets": {int(c): float(b[c]) for c in omitted}, "oracle_offset": oracle,
+           "oracle_classes": list(map(int, oracle_classes))}
+    for name, logits in (("before", z), ("auto", z + b), ("oracle", z_oracle)):
+        pred = logits.argmax(axis=1)
+        out[f"errors_{name}"] = int((pred != y).sum())
+        out[f"recall_omitted_{name}"] = float((pred[mask] == y[mask]).mean())
+    return out
+
+
+def _recall(logits: torch.Tensor, y: torch.Tensor, classes: list[int]) -> float:
+    mask = torch.isin(y, torch.tensor(classes))
+    return float((logits.argmax(1)[mask] == y[mask]).float().mean())
+
+
+def run(cfg: OmittedClassConfig, log: Callable[[str], None] = print) -> dict:
+    splits = load_dataset(cfg.dataset, cfg.data_dir, cfg.download)
+    train_set, test = splits.train, splits.test
+    k = train_set.num_classes
+    cfg.validate(k)
+    t_start = time.perf_counter()
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    device = str(resolve_device(cfg.device))
+
+    # 1. The teacher sees every class.
+    t_spec = mlp_spec(train_set, cfg.teacher_hidden, hidden_dropout=cfg.teacher_dropout)
+    teacher, teacher_row = fit_run("teacher", t_spec, train_set, test,
+                                   train_config(cfg, cfg.teacher_epochs), out,
+                                   init_seed=cfg.seed * 7919 + 1, resume=not cfg.fresh, log=log)
+    t_logits = cached_teacher_logits(teacher, train_set.x, out / "cache" / "teacher",
+                                     device=device, batch_size=4096).logits
+    t_test = run_teacher(teacher, test.x, device=device)
+    # The unlabelled set for the fix: the training inputs, labels dropped.
+    pi_teacher = teacher_prior(t_logits.numpy(), from_logits=True)
+    pi_labels = label_prior(train_set.y.numpy(), k)
+
+    s_spec = mlp_spec(train_set, cfg.student_hidden)
+    s_cfg = train_config(cfg, cfg.student_epochs, temperature=cfg.temperature,
+                         soft_weight=cfg.soft_weight, hard_weight=cfg.hard_weight)
+
+    def student(name: str, keep: torch.Tensor):
+        idx = torch.nonzero(keep).squeeze(1)
+        model, row = fit_run(name, s_spec, train_set.subset(idx, name), test, s_cfg, out,
+                             teacher_logits=t_logits[idx], init_seed=cfg.seed * 7919 + 2,
+                             resume=not cfg.fresh, log=log)
+        return (run_teacher(model, train_set.x, device=device).numpy(),
+                run_teacher(model, test.x, device=device).numpy(), row)
+
+    # 2. The reference student on the whole transfer set.
+    _, full_test, full_row = student("student-full", torch.ones(len(train_set), dtype=torch.bool))
+
+    cases = {}
+    names = list(train_set.class_names) or None
+    plans = [("omit", list(cfg.omit), list(cfg.omit))]
+    if cfg.keep_only:
+        dropped = [c for c in range(k) if c not in cfg.keep_only]
+        plans.append(("keep_only", dropped, list(cfg.keep_only)))
+    for case, omitted, oracle_classes in plans:
+        tag = "-".join(map(str, cfg.omit if case == "omit" else cfg.keep_only))
+        name = f"student-omit-{tag}" if case == "omit" else f"student-only-{tag}"
+        keep = ~torch.isin(train_set.y, torch.tensor(omitted))
+        z_u, z_test, row = student(name, keep)
+        fix = evaluate_fix(z_u, z_test, test.y.numpy(), omitted, pi_teacher, oracle_classes)
+        fix_labels = evaluate_fix(z_u, z_test, test.y.numpy(), omitted, pi_labels,
+                                  oracle_classes)
+        cases[case] = {
+            "omitted_classes": omitted,
+            "omitted_class_names": [names[c] for c in omitted] if names else None,
+            "transfer_size": int(keep.sum()),
+            "teacher_recall_omitted": _recall(t_test, test.y, omitted),
+            "full_transfer_recall_omitted": _recall(torch.as_tensor(full_test), test.y,
+                                                    omitted),
+            "errors_full_transfer": full_row["test_errors"],
+            "teacher_errors": teacher_row["test_errors"],
+            **fix,
+            "errors_auto_label_prior": fix_labels["errors_auto"],
+            "recall_omitted_auto_label_prior": fix_labels["recall_omitted_auto"],
+            "offsets_label_prior": fix_labels["offsets"],
+            "train_seconds": row["train_seconds"],
+        }
+        c = cases[case]
+        c["target_recall_met"] = c["recall_omitted_auto"] >= 0.95 * c["teacher_recall_omitted"]
+        c["target_errors_met"] = c["errors_auto"] <= 1.10 * c["errors_full_transfer"]
+        log(f"[{case}] errors before {c['errors_before']}, auto {c['errors_auto']}, oracle "
+            f"{c['errors_oracle']}, full transfer {c['errors_full_transfer']}; recall on "
+            f"omitted {c['recall_omitted_before']:.3f} -> {c['recall_omitted_auto']:.3f} "
+            f"(teacher {c['teacher_recall_omitted']:.3f})")
+
+    results = {
+        "experiment": "omitted-class",
+        "dataset": cfg.dataset,
+        "data_source": splits.source,
+        "train_size": len(train_set),
+        "test_size": len(test),
+        "class_names": names,
+        "teacher_model": t_spec,
+        "student_model": s_spec,
+        "temperature": cfg.temperature,
+        "soft_weight": cfg.soft_weight,
+        "hard_weight": cfg.hard_weight,
+        "teacher_errors": teacher_row["test_errors"],
+        "teacher_prior": pi_teacher,
+        "label_prior": pi_labels,
+        "unlabelled_set": f"the {len(train_set)} training inputs, labels dropped",
+        # The headline case at the top level, as the issue's keys ask.
+        **{k_: v for k_, v in cases["omit"].items()},
+        "cases": cases,
+        "seeds": [cfg.seed],
+        "reported_epoch": "last",
+        "config": jsonable(dataclasses.asdict(cfg)),
+        "wall_seconds": round(time.perf_counter() - t_start, 1),
+        "compute_seconds": round(teacher_row["train_seconds"] + full_row["train_seconds"]
+                                 + sum(c["train_seconds"] for c in cases.values()), 1),
+        **provenance(),
+    }
+    write_outputs(results, out, "results", render_markdown, plot)
+    if cfg.report_dir:
+        write_outputs(results, Path(cfg.report_dir), Path(cfg.dataset).stem, render_markdown,
+                      plot)
+    return results
+
+
+def _describe(case: str, c: dict) -> str:
+    names = c["omitted_class_names"] or c["omitted_classes"]
+    if case == "omit":
+        return f"transfer set without class(es) {', '.join(map(str, names))}"
+    kept = c["oracle_classes"]
+    return f"transfer set of class(es) {', '.join(map(str, kept))} only"
+
+
+def render_markdown(r: dict, png_name: str) -> str:
+    n = r["test_size"]
+    lines = [f"# Classes left out of the transfer set, and the bias fix: {r['dataset']}\n",
+             f"Teacher MLP {'-'.join(map(str, r['teacher_model']['hidden']))} (dropout "
+             f"{r['teacher_model']['hidden_dropout']}) on all classes: {r['teacher_errors']} "
+             f"test errors of {n}. Students MLP "
+             f"{'-'.join(map(str, r['student_model']['hidden']))}, distilled at T = "
+             f"{r['temperature']:g} (hard weight {r['hard_weight']:g}). Bias fix: offsets on the "
+             f"left-out classes so that the student's mean prediction on {r['unlabelled_set']} "
+             "matches the teacher's (no labels used); the label-frequency prior is shown too. "
+             "The oracle offset is tuned **on the test set** (as the paper's +3.5 and -7.6 "
+             "were): an optimistic bound, never used to choose anything. Last epoch, one seed."
+             "\n"]
+    for case, c in r["cases"].items():
+        recall_rows = [
+            ["teacher", c["teacher_errors"], f"{100 * c['teacher_recall_omitted']:.1f}%", ""],
+            ["student, whole transfer set", c["errors_full_transfer"],
+             f"{100 * c['full_transfer_recall_omitted']:.1f}%", ""],
+            ["student, before the fix", c["errors_before"],
+             f"{100 * c['recall_omitted_before']:.1f}%", ""],
+            ["student, automatic fix (teacher's mean prediction)", c["errors_auto"],
+             f"{100 * c['recall_omitted_auto']:.1f}%",
+             ", ".join(f"{k}: {v:+.2f}" for k, v in c["offsets"].items())],
+            ["student, automatic fix (label frequencies)", c["errors_auto_label_prior"],
+             f"{100 * c['recall_omitted_auto_label_prior']:.1f}%",
+             ", ".join(f"{k}: {v:+.2f}" for k, v in c["offsets_label_prior"].items())],
+            ["student, ORACLE offset (tuned on test)", c["errors_oracle"],
+             f"{100 * c['recall_omitted_oracle']:.1f}%",
+             f"{c['oracle_offset']:+.1f} on {c['oracle_classes']}"],
+        ]
+        lines += [f"## {_describe(case, c)} ({c['transfer_size']} transfer examples)\n",
+                  markdown_table(["model", f"test errors (of {n})",
+                                  "recall on the left-out classes", "offsets"], recall_rows),
+                  f"- Target: recall after the automatic fix >= 95% of the teacher's "
+                  f"({100 * 0.95 * c['teacher_recall_omitted']:.1f}%): "
+                  f"{'met' if c['target_recall_met'] else 'missed'}; errors within 10% of the "
+                  f"whole-transfer-set student (<= {1.1 * c['errors_full_transfer']:.0f}): "
+                  f"{'met' if c['target_errors_met'] else 'missed'}.\n"]
+    lines += [f"![errors and recall before and after the fix]({png_name})\n",
+              *provenance_lines(r)]
+    return "\n".join(lines)
+
+
+def plot(r: dict):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cases = r["cases"]
+    fig, axes = plt.subplots(1, len(cases), figsize=(6.5 * len(cases), 4.5), squeeze=False)
+    for ax, (case, c) in zip(axes[0], cases.items()):
+        labels = ["whole\ntransfer", "before\nfix", "auto fix\n(teacher)", "auto fix\n(labels)",
+                  "oracle\n(test!)"]
+        errors = [c["errors_full_transfer"], c["errors_before"], c["errors_auto"],
+                  c["errors_auto_label_prior"], c["errors_oracle"]]
+        recall = [c["full_transfer_recall_omitted"], c["recall_omitted_before"],
+                  c["recall_omitted_auto"], c["recall_omitted_auto_label_prior"],
+                  c["recall_omitted_oracle"]]
+        x = np.arange(len(labels))
+        ax.bar(x, errors, color=["C2", "C3", "C0", "C9", "0.6"])
+        ax.axhline(c["teacher_errors"], color="black", linestyle="--", label="teacher")
+        ax.set_xticks(x, labels, fontsize=8)
+        ax.set_ylabel(f"test errors (of {r['test_size']})")
+        ax.set_title(_describe(case, c), fontsize=9)
+        ax2 = ax.twinx()
+        ax2.plot(x, [100 * v for v in recall], "ko-", label="recall on left-out classes")
+        ax2.axhline(100 * c["teacher_recall_omitted"], color="C1", linestyle=":",
+                    label="teacher's recall")
+        ax2.set_ylim(0, 105)
+        ax2.set_ylabel("recall on left-out classes (%)")
+        h1, l1 = ax.get_legend_handles_labels()
+        h2, l2 = ax2.get_legend_handles_labels()
+        ax.legend(h1 + h2, l1 + l2, fontsize=7, loc="upper center")
+    fig.tight_layout()
+    return fig
+

@@ -1,0 +1,618 @@
+"""Hinton, Vinyals & Dean (2015) section 5: specialists with a dustbin class (SPEC §4).
+
+Protocol, per seed:
+  1. a generalist MLP trained on hard labels on the training set minus a validation split;
+  2. confusable class subsets from the covariance of its predicted probabilities on the
+     training inputs (no labels), overlapping when `subset_size` is set;
+  3. one specialist per subset, initialized from the generalist (hidden layers and the subset's
+     output rows copied, see `specialist_from_generalist`), trained on half subset / half
+     other examples, labels = subset classes + one dustbin, for a number of epochs chosen on
+     validation (on small data sets "a little" training barely moves a converged generalist);
+  4. the exact prior correction of each dustbin logit, then SPEC §4.4's combination of the
+     generalist with the specialists whose subset holds the generalist's top class.
+
+The validation split chooses the number of specialist epochs among `specialist_epochs` (by the
+combined model's validation accuracy); the test set chooses nothing. Every run checkpoints
+under `out/runs/<name>/` and resumes; a specialist's run is tied to its generalist's weights
+and its subset, so a stale specialist is refused, never reused.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import specialists as sp
+from ..data import DATASETS, ArrayDataset, DataSplits, load_dataset
+from ..models import MLP
+from ..reporting import markdown_table, provenance
+from ..teachers import fingerprint_module, run_teacher
+from ..training import TrainConfig, resolve_device
+from .common import fit_run, jsonable, mlp_spec, provenance_lines, split_validation, write_outputs
+
+__all__ = ["SpecialistsConfig", "config_from", "defaults_for", "run",
+           "specialist_from_generalist", "train_specialists", "combine_with_specialists",
+           "conditional_accuracy", "gain_by_covering"]
+
+_KNOWN_CLASSES = {"digits": 10, "mnist": 10, "fashion-mnist": 10, "kmnist": 10, "letter": 26}
+_DUSTBIN_FIT_ROWS = 10_000  # training inputs used to fit the dustbin row at initialization
+
+
+@dataclass
+class SpecialistsConfig:
+    dataset: str = "letter"
+    data_dir: str | None = None
+    download: bool = False
+    out: str = "runs/specialists"
+    hidden: tuple[int, ...] = (256, 256)      # generalist (and specialist) hidden layers
+    generalist_epochs: int = 40
+    batch_size: int = 128
+    lr: float = 1e-3                          # Adam, cosine schedule
+    num_subsets: int = 8                      # k of the k-means on covariance columns
+    subset_size: int | None = 5               # None: the disjoint k-means partition
+    specialist_epochs: tuple[int, ...] = (10, 30, 60)  # >1 value: chosen on validation
+    specialist_lr: float = 1e-3               # Adam, cosine, from the generalist's weights
+    special_fraction: float = 0.5             # share of subset examples in a specialist's data
+    validation_size: int = 2000               # held out of the training set
+    seeds: tuple[int, ...] = (0,)
+    device: str = "auto"
+    progress: bool = False
+    fresh: bool = False                       # ignore existing checkpoints under out/
+    report_dir: str | None = None             # also write <report_dir>/<dataset>.{json,md,png}
+
+    def validate(self, num_classes: int | None = None) -> None:
+        """One clear line for bad settings; `num_classes` once the data are loaded (known data
+        sets are checked before)."""
+        if self.dataset not in DATASETS and not str(self.dataset).endswith(".npz"):
+            raise ValueError(f"unknown dataset {self.dataset!r}; known: {sorted(DATASETS)} "
+                             "or a .npz file")
+        for name in ("generalist_epochs", "batch_size", "num_subsets", "validation_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.hidden or any(h < 1 for h in self.hidden):
+            raise ValueError(f"hidden sizes must be >= 1, got {list(self.hidden)}")
+        if not self.specialist_epochs or any(e < 1 for e in self.specialist_epochs):
+            raise ValueError(f"specialist_epochs must be one or more values >= 1, got "
+                             f"{list(self.specialist_epochs)}")
+        for name in ("lr", "specialist_lr"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a finite number > 0, got {value}")
+        if not 0.0 < self.special_fraction < 1.0:
+            raise ValueError(f"special_fraction must lie strictly between 0 and 1, got "
+                             f"{self.special_fraction}")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds must be one or more distinct integers, got {self.seeds}")
+        if self.subset_size is not None and self.subset_size < 1:
+            raise ValueError(f"subset_size must be >= 1, got {self.subset_size}")
+        classes = num_classes or _KNOWN_CLASSES.get(self.dataset)
+        if classes is None:
+            return
+        if self.subset_size is not None and self.subset_size >= classes:
+            raise ValueError(f"subset_size ({self.subset_size}) must be smaller than the number "
+                             f"of classes of {self.dataset} ({classes}), or the dustbin is empty")
+        if self.num_subsets > classes:
+            raise ValueError(f"num_subsets ({self.num_subsets}) cannot exceed the number of "
+                             f"classes of {self.dataset} ({classes})")
+
+
+def defaults_for(dataset: str) -> dict:
+    """Per-data-set defaults, chosen on the validation split of seed 0. Letter: 26 classes, 8
+    subsets of 5 (40 slots: most letters in one or two subsets); cheap, so 3 seeds.
+    Fashion-MNIST: 10 classes, 5 subsets of 4 (4 of 3 did as well on validation, with less
+    overlap); 2 seeds."""
+    if dataset == "letter":
+        return {"hidden": (256, 256), "generalist_epochs": 40, "batch_size": 128,
+                "num_subsets": 8, "subset_size": 5, "validation_size": 2000,
+                "seeds": (0, 1, 2)}
+    if dataset in ("fashion-mnist", "mnist", "kmnist"):
+        return {"hidden": (512, 512), "generalist_epochs": 20, "batch_size": 256,
+                "num_subsets": 5, "subset_size": 4, "validation_size": 5000,
+                "specialist_epochs": (3, 10, 30), "seeds": (0, 1)}
+    if dataset == "digits":
+        return {"hidden": (128,), "generalist_epochs": 30, "batch_size": 64, "num_subsets": 3,
+                "subset_size": 4, "validation_size": 270, "specialist_epochs": (3, 10)}
+    return {}
+
+
+def config_from(dataset: str, **overrides) -> SpecialistsConfig:
+    """The experiment's config for a data set: class defaults, then the data set's, then yours
+    (None values are ignored, so CLI flags left out keep the defaults)."""
+    fields = {f.name for f in dataclasses.fields(SpecialistsConfig)}
+    merged = {"dataset": dataset, **defaults_for(dataset),
+              **{k: v for k, v in overrides.items() if v is not None}}
+    unknown = set(merged) - fields
+    if unknown:
+        raise ValueError(f"unknown specialists settings: {sorted(unknown)}")
+    for key in ("hidden", "specialist_epochs", "seeds"):
+        if key in merged:
+            merged[key] = tuple(merged[key])
+    return SpecialistsConfig(**merged)
+
+
+# ----------------------------------------------------------------------------- models
+
+
+@torch.no_grad()
+def specialist_from_generalist(generalist: MLP, subset: Sequence[int] | np.ndarray,
+                               inputs: torch.Tensor | None = None) -> MLP:
+    """A specialist that starts as the generalist seen through its label space.
+
+    A deep copy of the generalist (hidden layers, dropout, max-norm) with a new output layer of
+    len(subset) + 1 units: row i is the generalist's output row for class subset[i] (weights
+    and bias), the last row is the dustbin. Ideally the dustbin logit is the log-sum-exp of the
+    generalist's logits of the classes outside the subset: then the specialist's softmax is
+    exactly the generalist's distribution with the outside mass pooled (SPEC §4.4's pi_m).
+    Log-sum-exp is not linear in the last hidden layer, so:
+
+    - with `inputs` (training inputs, no labels): the dustbin row is the least-squares fit of
+      log-sum-exp(outside logits) on the generalist's last hidden features of those inputs
+      (exact when one class is outside, or whenever the log-sum-exp is affine in the features);
+    - without: the mean of the outside rows, bias + log(number outside), i.e. mean(z_out) +
+      log K, Jensen's lower bound on log-sum-exp (exact when the outside logits are equal).
+    """
+    head = generalist.head
+    num_classes = head.out_features
+    s = torch.as_tensor(np.asarray(subset), dtype=torch.long)
+    if s.ndim != 1 or s.numel() == 0 or len(set(s.tolist())) != s.numel():
+        raise ValueError(f"subset must be a non-empty list of distinct classes, got {s.tolist()}")
+    if int(s.min()) < 0 or int(s.max()) >= num_classes:
+        raise ValueError(f"subset {s.tolist()} has classes outside 0..{num_classes - 1}")
+    outside = torch.ones(num_classes, dtype=torch.bool)
+    outside[s] = False
+    if not outside.any():
+        raise ValueError("subset covers every class: the dustbin would be empty")
+    w_out, b_out = head.weight[outside].double(), head.bias[outside].double()
+    if inputs is None:
+        dust_w = w_out.mean(dim=0)
+        dust_b = b_out.mean() + math.log(int(outside.sum()))
+    else:
+        feats = _last_hidden(generalist, inputs).double()
+        target = torch.logsumexp(feats @ w_out.T + b_out, dim=1)
+        design = torch.cat([feats, torch.ones(len(feats), 1, dtype=torch.float64)], dim=1)
+        sol = torch.linalg.lstsq(design, target[:, None], driver="gelsd").solution[:, 0]
+        dust_w, dust_b = sol[:-1], sol[-1]
+    new_head = nn.Linear(head.in_features, s.numel() + 1).to(head.weight.device,
+                                                               head.weight.dtype)
+    new_head.weight.copy_(torch.cat([head.weight[s], dust_w[None].to(head.weight.dtype)]))
+    new_head.bias.copy_(torch.cat([head.bias[s], dust_b.reshape(1).to(head.bias.dtype)]))
+    specialist = copy.deepcopy(generalist)
+    specialist.head = new_head
+    specialist.net[-1] = new_head
+    return specialist
+
+
+@torch.no_grad()
+def _last_hidden(model: MLP, x: torch.Tensor) -> torch.Tensor:
+    """The MLP's last hidden activations (eval mode), the input of its output layer."""
+    was_training = model.training
+    model.eval()
+    device = model.head.weight.device
+    try:
+        return torch.cat([model.net[:-1](x[i:i + 4096].to(device)).cpu()
+                          for i in range(0, len(x), 4096)])
+    finally:
+        model.train(was_training)
+
+
+def _probs(model: nn.Module, x: torch.Tensor, device: torch.device) -> np.ndarray:
+    """Softmax of the model's logits in float64 (rows sum to 1 to rounding)."""
+    logits = run_teacher(model.to(device), x, batch_size=4096)
+    return torch.softmax(logits.double(), dim=1).numpy()
+
+
+def train_specialists(generalist: MLP, spec: dict, subsets: list[np.ndarray],
+                      fit: ArrayDataset, val: ArrayDataset, tcfg: TrainConfig, out: Path, *,
+                      name: str, special_fraction: float = 0.5, sample_seed: int = 0,
+                      resume: bool = True, log: Callable[[str], None] = print,
+                      ) -> tuple[list[nn.Module], list[dict]]:
+    """One specialist per subset, each initialized from the generalist and trained with `tcfg`
+    on specialist_sample(fit) with dustbin labels; returns (models, rows). Each run is tied to
+    the generalist's fingerprint, its subset and its sample, so a stale checkpoint is refused."""
+    y_fit = fit.y.numpy()
+    num_classes = fit.num_classes
+    origin = fingerprint_module(generalist)
+    models, rows = [], []
+    for m, subset in enumerate(subsets):
+        idx = sp.specialist_sample(y_fit, subset, num_classes, special_fraction=special_fraction,
+                                   seed=sample_seed * 1000 + m)
+        names = [fit.class_names[c] if fit.class_names else str(c) for c in subset]
+        names.append("dustbin")
+        k = len(subset) + 1
+        data = ArrayDataset(fit.x[idx], torch.from_numpy(
+            sp.to_specialist_labels(y_fit[idx], subset, num_classes)), k, names,
+            f"specialist-{m}-train")
+        val_m = ArrayDataset(val.x, torch.from_numpy(
+            sp.to_specialist_labels(val.y.numpy(), subset, num_classes)), k, names,
+            f"specialist-{m}-validation")
+        model = specialist_from_generalist(generalist, subset, fit.x[:_DUSTBIN_FIT_ROWS])
+        extra = {"generalist": origin, "subset": [int(c) for c in subset],
+                 "special_fraction": special_fraction, "sample_seed": sample_seed * 1000 + m,
+                 "init": "generalist+lstsq-dustbin"}
+        model, row = fit_run(f"{name}-m{m}", {**spec, "num_classes": k}, data, val_m, tcfg, out,
+                             model=model, extra=extra, resume=resume, log=log)
+        row["train_size"] = len(data)
+        models.append(model)
+        rows.append(row)
+    return models, rows
+
+
+# ----------------------------------------------------------------------------- combination
+
+
+def combine_with_specialists(generalist_probs: np.ndarray, specialist_probs: list[np.ndarray],
+                             subsets: list[np.ndarray], natural_fractions: Sequence[float],
+                             special_fraction: float = 0.5, literal: bool = False,
+                             correct: bool = True) -> np.ndarray:
+    """SPEC §4.4 with top_n = 1, after each specialist's dustbin correction.
+
+    The correction (exact by default, the paper's wording with literal=True, none with
+    correct=False) is added to the dustbin logit, done here in probability space: the dustbin
+    probability is multiplied by exp(correction) and the row renormalized, which is the same.
+    natural_fractions[m]: subset m's share of the training labels.
+    """
+    corrected = []
+    for p, f in zip(specialist_probs, natural_fractions, strict=True):
+        q = np.array(p, dtype=np.float64)
+        if correct:
+            q[:, -1] *= math.exp(sp.dustbin_correction(f, special_fraction, literal))
+            q /= q.sum(axis=1, keepdims=True)
+        corrected.append(q)
+    return sp.combine(generalist_probs, corrected, subsets, top_n=1)
+
+
+def conditional_accuracy(probs: np.ndarray, labels: np.ndarray,
+                         subsets: list[np.ndarray]) -> tuple[int, int]:
+    """(correct, count) over the examples whose true class is in at least one subset, each
+    predicted as the argmax of `probs` restricted to the union of the subsets holding its true
+    class (our reading of the paper's Table 3 "conditional test accuracy")."""
+    num_classes = probs.shape[1]
+    member = np.zeros((len(subsets), num_classes), dtype=bool)
+    for m, s in enumerate(subsets):
+        member[m, s] = True
+    holding = member[:, labels].T            # (n, M): subset m holds example i's class
+    allowed = (holding.astype(np.int64) @ member.astype(np.int64)) > 0  # (n, C)
+    covered = allowed.any(axis=1)
+    pred = np.where(allowed, probs, -np.inf).argmax(axis=1)
+    return int((pred == labels)[covered].sum()), int(covered.sum())
+
+
+def gain_by_covering(generalist_probs: np.ndarray, combined_probs: np.ndarray,
+                     labels: np.ndarray, subsets: list[np.ndarray]) -> list[dict]:
+    """The paper's Table 4: per number of subsets covering the true class, the examples, the
+    change in top-1 correct (combined minus generalist) and the relative accuracy change
+    (that change over the generalist's correct count)."""
+    cover = sp.covering_counts(labels, subsets, generalist_probs.shape[1])
+    g_ok = generalist_probs.argmax(axis=1) == labels
+    c_ok = combined_probs.argmax(axis=1) == labels
+    rows = []
+    for k in range(int(cover.max()) + 1):
+        mask = cover == k
+        base = int(g_ok[mask].sum())
+        delta = int(c_ok[mask].sum()) - base
+        rows.append({"covering": k, "examples": int(mask.sum()), "generalist_correct": base,
+                     "delta_correct": delta, "relative_change": delta / base if base else None})
+    return rows
+
+
+def _evaluate(pg: np.ndarray, pms: list[np.ndarray], subsets: list[np.ndarray],
+              fractions: list[float], y: np.ndarray, special_fraction: float) -> dict:
+    """Accuracies of the generalist and of the three dustbin variants, Table 3 and Table 4."""
+    variants = {name: combine_with_specialists(pg, pms, subsets, fractions, special_fraction,
+                                               literal=name == "literal",
+                                               correct=name != "none")
+                for name in ("exact", "literal", "none")}
+    q = variants["exact"]
+    g_ok, c_ok = pg.argmax(1) == y, q.argmax(1) == y
+    active = sp.active_specialists(pg, subsets, top_n=1)
+    return {
+        "n": len(y),
+        "generalist_correct": int(g_ok.sum()),
+        "combined_correct": int(c_ok.sum()),
+        "variant_correct": {k: int((v.argmax(1) == y).sum()) for k, v in variants.items()},
+        "fixed": int((~g_ok & c_ok).sum()),
+        "broken": int((g_ok & ~c_ok).sum()),
+        "conditional_generalist": conditional_accuracy(pg, y, subsets),
+        "conditional_combined": conditional_accuracy(q, y, subsets),
+        "gain_by_covering": gain_by_covering(pg, q, y, subsets),
+        "with_active_specialist": int(active.any(axis=1).sum()),
+        "mean_active_specialists": float(active.sum(axis=1).mean()),
+    }
+
+
+# ----------------------------------------------------------------------------- protocol
+
+
+def _train_config(cfg: SpecialistsConfig, seed: int, epochs: int, lr: float) -> TrainConfig:
+    return TrainConfig(epochs=epochs, batch_size=cfg.batch_size, optimizer="adam", lr=lr,
+                       schedule="cosine", hard_weight=1.0, seed=seed, device=cfg.device,
+                       progress=cfg.progress)
+
+
+def _run_seed(cfg: SpecialistsConfig, splits: DataSplits, seed: int, out: Path,
+              log: Callable[[str], None]) -> dict:
+    """The whole protocol for one seed; returns its validation and test evaluations."""
+    device = resolve_device(cfg.device)
+    fit, val = split_validation(splits.train, cfg.validation_size, seed)
+    test = splits.test
+    spec = mlp_spec(fit, cfg.hidden)
+    arch = "x".join(map(str, cfg.hidden))
+    generalist, g_row = fit_run(f"generalist-{arch}-s{seed}", spec, fit, val,
+                                _train_config(cfg, seed, cfg.generalist_epochs, cfg.lr), out,
+                                init_seed=seed, resume=not cfg.fresh, log=log)
+    subsets = sp.find_confusable_subsets(_probs(generalist, fit.x, device), cfg.num_subsets,
+                                         cfg.subset_size, seed=seed)
+    names = fit.class_names or [str(c) for c in range(fit.num_classes)]
+    log(f"[seed {seed}] subsets: " + "; ".join(" ".join(names[c] for c in s) for s in subsets))
+    y_fit, y_val, y_test = fit.y.numpy(), val.y.numpy(), test.y.numpy()
+    fractions = [float(np.isin(y_fit, s).mean()) for s in subsets]
+    pg_val, pg_test = _probs(generalist, val.x, device), _probs(generalist, test.x, device)
+
+    candidates, rows_all = {}, []
+    for epochs in sorted(set(cfg.specialist_epochs)):
+        models, rows = train_specialists(
+            generalist, spec, subsets, fit, val,
+            _train_config(cfg, seed, epochs, cfg.specialist_lr), out,
+            name=f"specialist-{arch}-s{seed}-{len(subsets)}x{cfg.subset_size or 'kmeans'}-e{epochs}"
+                 f"-lr{cfg.specialist_lr:g}", special_fraction=cfg.special_fraction,
+            sample_seed=seed, resume=not cfg.fresh, log=log)
+        rows_all += rows
+        pms_val = [_probs(m, val.x, device) for m in models]
+        candidates[epochs] = (models, _evaluate(pg_val, pms_val, subsets, fractions, y_val,
+                                                cfg.special_fraction), rows)
+        log(f"[seed {seed}] specialists trained {epochs} epochs: validation correct "
+            f"{candidates[epochs][1]['combined_correct']} (generalist "
+            f"{candidates[epochs][1]['generalist_correct']}) of {len(y_val)}")
+    chosen = max(candidates, key=lambda e: (candidates[e][1]["combined_correct"], -e))
+    models, val_eval, rows = candidates[chosen]
+    pms_test = [_probs(m, test.x, device) for m in models]
+    t0 = time.perf_counter()
+    test_eval = _evaluate(pg_test, pms_test, subsets, fractions, y_test, cfg.special_fraction)
+    return {
+        "seed": seed,
+        "subsets": [s.tolist() for s in subsets],
+        "clusters": [[names[c] for c in s] for s in subsets],
+        "natural_fractions": fractions,
+        "dustbin_corrections": {
+            "exact": [sp.dustbin_correction(f, cfg.special_fraction) for f in fractions],
+            "literal": [sp.dustbin_correction(f, cfg.special_fraction, literal=True)
+                        for f in fractions]},
+        "specialist_epochs": chosen,
+        "validation_by_epochs": {e: {"combined_correct": c[1]["combined_correct"],
+                                     "generalist_correct": c[1]["generalist_correct"]}
+                                 for e, c in candidates.items()},
+        "validation": val_eval,
+        "test": test_eval,
+        "combine_seconds": round(time.perf_counter() - t0, 2),
+        "generalist": {k: v for k, v in g_row.items() if not k.endswith("curve")},
+        "generalist_validation_curve": g_row.get("test_accuracy_curve"),
+        "specialists": [{"train_size": r["train_size"], "validation_accuracy":
+                         r["test_accuracy"], "train_seconds": r["train_seconds"]} for r in rows],
+        "compute_seconds": g_row["train_seconds"] + sum(r["train_seconds"] for r in rows_all),
+    }
+
+
+def _pool(per_seed: list[dict], part: str) -> dict:
+    """Sums over seeds (every seed sees the same examples), turned into accuracies."""
+    evs = [s[part] for s in per_seed]
+    n = sum(e["n"] for e in evs)
+    cond = {k: [sum(e[k][i] for e in evs) for i in (0, 1)]
+            for k in ("conditional_generalist", "conditional_combined")}
+    buckets: dict[int, dict] = {}
+    for e in evs:
+        for row in e["gain_by_covering"]:
+            b = buckets.setdefault(row["covering"], {"covering": row["covering"], "examples": 0,
+                                                     "generalist_correct": 0,
+                                                     "delta_correct": 0})
+            for key in ("examples", "generalist_correct", "delta_correct"):
+                b[key] += row[key]
+    gains = [{**b, "relative_change": b["delta_correct"] / b["generalist_correct"]
+              if b["generalist_correct"] else None} for _, b in sorted(buckets.items())]
+    return {
+        "examples": n,
+        "generalist_accuracy": sum(e["generalist_correct"] for e in evs) / n,
+        "combined_accuracy": sum(e["combined_correct"] for e in evs) / n,
+        "variant_accuracy": {k: sum(e["variant_correct"][k] for e in evs) / n
+                             for k in ("exact", "literal", "none")},
+        "fixed": sum(e["fixed"] for e in evs),
+        "broken": sum(e["broken"] for e in evs),
+        "conditional_examples": cond["conditional_generalist"][1],
+        "conditional_accuracy": {
+            "generalist": cond["conditional_generalist"][0] / max(cond["conditional_generalist"][1],
+                                                                  1),
+            "combined": cond["conditional_combined"][0] / max(cond["conditional_combined"][1], 1)},
+        "with_active_specialist": sum(e["with_active_specialist"] for e in evs) / n,
+        "gain_by_covering": gains,
+    }
+
+
+def run(cfg: SpecialistsConfig, log: Callable[[str], None] = print) -> dict:
+    """Run the protocol for every seed and write `<out>/results.{json,md,png}` (and
+    `<report_dir>/<dataset>.*`); returns the results."""
+    cfg.validate()
+    t_start = time.perf_counter()
+    splits = load_dataset(cfg.dataset, cfg.data_dir, cfg.download)
+    cfg.validate(splits.train.num_classes)
+    if cfg.validation_size >= len(splits.train):
+        raise ValueError(f"validation_size ({cfg.validation_size}) must be smaller than the "
+                         f"training set ({len(splits.train)})")
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    per_seed = [_run_seed(cfg, splits, seed, out, log) for seed in cfg.seeds]
+    test, val = _pool(per_seed, "test"), _pool(per_seed, "validation")
+    results = {
+        "experiment": "specialists",
+        "dataset": cfg.dataset,
+        "data_source": splits.source,
+        "train_size": len(splits.train),
+        "fit_size": len(splits.train) - cfg.validation_size,
+        "validation_size": cfg.validation_size,
+        "test_size": len(splits.test),
+        "num_classes": splits.train.num_classes,
+        "class_names": splits.train.class_names,
+        "generalist_model": mlp_spec(splits.train, cfg.hidden),
+        "generalist_accuracy": test["generalist_accuracy"],
+        "combined_accuracy": test["combined_accuracy"],
+        "literal_dustbin_accuracy": test["variant_accuracy"]["literal"],
+        "uncorrected_dustbin_accuracy": test["variant_accuracy"]["none"],
+        "conditional_accuracy": test["conditional_accuracy"],
+        "gain_by_covering": test["gain_by_covering"],
+        "clusters": per_seed[0]["clusters"],
+        "num_specialists": [len(s["subsets"]) for s in per_seed],
+        "subset_size": cfg.subset_size,
+        "specialist_epochs_chosen": [s["specialist_epochs"] for s in per_seed],
+        "test": test,
+        "validation": val,
+        "per_seed": per_seed,
+        "seeds": list(cfg.seeds),
+        "reported_epoch": "last",
+        "config": jsonable(dataclasses.asdict(cfg)),
+        "wall_seconds": round(time.perf_counter() - t_start, 1),
+        "compute_seconds": round(sum(s["compute_seconds"] for s in per_seed), 1),
+        **provenance(),
+    }
+    results = jsonable(results)
+    write_outputs(results, out, "results", render_markdown, plot_results)
+    if cfg.report_dir:
+        write_outputs(results, Path(cfg.report_dir), Path(cfg.dataset).stem, render_markdown,
+                      plot_results)
+    return results
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.2f}%"
+
+
+def render_markdown(r: dict, png_name: str) -> str:
+    t, v = r["test"], r["validation"]
+    seeds = r["seeds"]
+    m = r["num_specialists"]
+    spec_count = str(m[0]) if len(set(m)) == 1 else "/".join(map(str, m))
+    size = "disjoint k-means clusters" if r["subset_size"] is None else \
+        f"{r['subset_size']} classes each (+ dustbin)"
+    pooled = "" if len(seeds) == 1 else f", pooled over {len(seeds)} seeds ({t['examples']} " \
+        "example-predictions)"
+    hidden = "-".join(map(str, r["generalist_model"]["hidden"]))
+    rows3 = [
+        ["generalist (baseline)", _pct(t["conditional_accuracy"]["generalist"]),
+         _pct(t["generalist_accuracy"])],
+        [f"+ {spec_count} specialists, exact dustbin correction",
+         _pct(t["conditional_accuracy"]["combined"]), _pct(t["combined_accuracy"])],
+        [f"+ {spec_count} specialists, the paper's literal correction log(0.5/f)", "",
+         _pct(r["literal_dustbin_accuracy"])],
+        [f"+ {spec_count} specialists, no dustbin correction", "",
+         _pct(r["uncorrected_dustbin_accuracy"])],
+    ]
+    rows4 = [[g["covering"], g["examples"], f"{g['delta_correct']:+d}",
+              "n/a" if g["relative_change"] is None else f"{100 * g['relative_change']:+.1f}%"]
+             for g in r["gain_by_covering"]]
+    rows_seed = [[s["seed"], s["specialist_epochs"],
+                  _pct(s["test"]["generalist_correct"] / s["test"]["n"]),
+                  _pct(s["test"]["combined_correct"] / s["test"]["n"]),
+                  s["test"]["fixed"], s["test"]["broken"],
+                  f"{s['validation']['generalist_correct']} -> "
+                  f"{s['validation']['combined_correct']}"] for s in r["per_seed"]]
+    gain = r["combined_accuracy"] - r["generalist_accuracy"]
+    lines = [
+        f"# Specialists with a dustbin class (Hinton et al. 2015, §5) on {r['dataset']}\n",
+        f"Generalist: MLP {r['generalist_model']['in_features']}-{hidden}-{r['num_classes']} "
+        f"on hard labels, trained on {r['fit_size']} training examples ({r['validation_size']} "
+        f"held out for validation). Specialists: {spec_count} subsets of {size}, found by "
+        "k-means on the columns of the covariance of the generalist's predicted probabilities "
+        "on the training inputs (no labels); each initialized from the generalist (dustbin "
+        "row fitted to the log-sum-exp of the outside classes' logits) and trained on half "
+        "subset, half other examples with hard labels, Adam at lr "
+        f"{r['config']['specialist_lr']:g}, cosine schedule, for the number of epochs "
+        f"chosen on the validation split among {r['config']['specialist_epochs']} (the "
+        "combined model's validation accuracy). Dustbin logit then corrected by "
+        "log((1-f)/f), f = the subset's share of the training labels. Test set: "
+        f"{r['test_size']} examples{pooled}. Last epoch of every run; nothing chosen on the "
+        "test set.\n",
+        f"**Result:** test accuracy {_pct(r['generalist_accuracy'])} -> "
+        f"{_pct(r['combined_accuracy'])} ({100 * gain:+.2f} points; "
+        f"{t['fixed']} test predictions fixed, {t['broken']} broken). The paper (JFT): 25.0% -> "
+        "26.1%.\n",
+        "## Table 3: accuracy\n",
+        markdown_table(["system", "conditional test accuracy", "test accuracy"], rows3),
+        f"Conditional accuracy: over the {t['conditional_examples']} test examples whose true "
+        "class is in at least one specialist's subset, the prediction is the model's most "
+        "probable class among the classes of the subsets that hold the true class (for both "
+        "rows the same restriction, so the comparison is fair). Validation accuracy: "
+        f"generalist {_pct(v['generalist_accuracy'])}, combined {_pct(v['combined_accuracy'])} "
+        f"(literal {_pct(v['variant_accuracy']['literal'])}, none "
+        f"{_pct(v['variant_accuracy']['none'])}).\n",
+        "## Table 4: gain by number of specialists covering the correct class\n",
+        markdown_table(["# specialists covering", "# test examples", "delta in top-1 correct",
+                        "relative accuracy change"], rows4),
+        "Relative accuracy change = delta / the generalist's correct count in that row. "
+        "Row 0 can change too: a specialist is active when the generalist's top class is in "
+        "its subset, whatever the true class. "
+        f"{_pct(t['with_active_specialist'])} of test examples had at least one active "
+        "specialist (one whose subset holds the generalist's top class).\n",
+        "## Table 2: confusable subsets found" + (f" (seed {seeds[0]})" if len(seeds) > 1
+                                                  else "") + "\n",
+        markdown_table(["specialist", "classes"],
+                       [[i + 1, ", ".join(c)] for i, c in enumerate(r["clusters"])]),
+        "## Per seed\n",
+        markdown_table(["seed", "specialist epochs (chosen on validation)",
+                        "generalist test acc.", "combined test acc.", "fixed", "broken",
+                        "validation correct, generalist -> combined"], rows_seed),
+        f"![gain by covering specialists]({png_name})\n",
+        *provenance_lines(r),
+    ]
+    return "\n".join(lines)
+
+
+def plot_results(r: dict):
+    """Left: Table 4 as bars (relative accuracy change by covering count, delta on top).
+    Right: which classes each specialist covers (first seed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.5), gridspec_kw={"width_ratios": [1, 1.4]})
+    ax = axes[0]
+    gains = r["gain_by_covering"]
+    ks = [g["covering"] for g in gains]
+    rel = [100 * (g["relative_change"] or 0.0) for g in gains]
+    bars = ax.bar(ks, rel, color=["C2" if x >= 0 else "C3" for x in rel])
+    for bar, g in zip(bars, gains):
+        ax.annotate(f"{g['delta_correct']:+d}\n(n={g['examples']})",
+                    (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                    ha="center", va="bottom" if bar.get_height() >= 0 else "top", fontsize=8)
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.margins(y=0.2)
+    ax.set_xticks(ks)
+    ax.set_xlabel("number of specialists covering the true class")
+    ax.set_ylabel("relative change in top-1 correct (%)")
+    ax.set_title(f"{r['dataset']}: generalist {_pct(r['generalist_accuracy'])} -> "
+                 f"combined {_pct(r['combined_accuracy'])}")
+    ax.grid(alpha=0.3, axis="y")
+    ax = axes[1]
+    first = r["per_seed"][0]
+    classes = r["num_classes"]
+    member = np.zeros((len(first["subsets"]), classes))
+    for m, s in enumerate(first["subsets"]):
+        member[m, s] = 1
+    ax.imshow(member, cmap="Greens", aspect="auto", vmin=0, vmax=1.3)
+    names = r["class_names"] or [str(c) for c in range(classes)]
+    ax.set_xticks(range(classes))
+    ax.set_xticklabels(names, rotation=90 if max(map(len, names)) > 2 else 0, fontsize=8)
+    ax.set_yticks(range(len(member)))
+    ax.set_yticklabels([f"specialist {m + 1}" for m in range(len(member))], fontsize=8)
+    ax.set_title(f"classes covered by each specialist (seed {first['seed']})")
+    fig.tight_layout()
+    return fig
