@@ -154,14 +154,13 @@ def run(cfg: OmittedClassConfig, log: Callable[[str], None] = print) -> dict:
 
     def student(name: str, keep: torch.Tensor):
         idx = torch.nonzero(keep).squeeze(1)
-        model, row = fit_run(name, s_spec, train_set.subset(idx, name), test, s_cfg, out,
-                             teacher_logits=t_logits[idx], init_seed=cfg.seed * 7919 + 2,
-                             resume=not cfg.fresh, log=log)
-        return (run_teacher(model, train_set.x, device=device).numpy(),
-                run_teacher(model, test.x, device=device).numpy(), row)
+        return fit_run(name, s_spec, train_set.subset(idx, name), test, s_cfg, out,
+                       teacher_logits=t_logits[idx], init_seed=cfg.seed * 7919 + 2,
+                       resume=not cfg.fresh, log=log)
 
     # 2. The reference student on the whole transfer set.
-    _, full_test, full_row = student("student-full", torch.ones(len(train_set), dtype=torch.bool))
+    full_model, full_row = student("student-full", torch.ones(len(train_set), dtype=torch.bool))
+    full_test = run_teacher(full_model, test.x, device=device).numpy()
 
     cases = {}
     names = list(train_set.class_names) or None
@@ -173,7 +172,9 @@ def run(cfg: OmittedClassConfig, log: Callable[[str], None] = print) -> dict:
         tag = "-".join(map(str, cfg.omit if case == "omit" else cfg.keep_only))
         name = f"student-omit-{tag}" if case == "omit" else f"student-only-{tag}"
         keep = ~torch.isin(train_set.y, torch.tensor(omitted))
-        z_u, z_test, row = student(name, keep)
+        model, row = student(name, keep)
+        z_u = run_teacher(model, train_set.x, device=device).numpy()  # unlabelled inputs
+        z_test = run_teacher(model, test.x, device=device).numpy()
         fix = evaluate_fix(z_u, z_test, test.y.numpy(), omitted, pi_teacher, oracle_classes)
         fix_labels = evaluate_fix(z_u, z_test, test.y.numpy(), omitted, pi_labels,
                                   oracle_classes)

@@ -37,7 +37,15 @@ from ..models import MLP
 from ..reporting import markdown_table, provenance
 from ..teachers import fingerprint_module, run_teacher
 from ..training import TrainConfig, resolve_device
-from .common import fit_run, jsonable, mlp_spec, provenance_lines, split_validation, write_outputs
+from .common import (
+    build_config,
+    fit_run,
+    jsonable,
+    mlp_spec,
+    provenance_lines,
+    split_validation,
+    write_outputs,
+)
 
 __all__ = ["SpecialistsConfig", "config_from", "defaults_for", "run",
            "specialist_from_generalist", "train_specialists", "combine_with_specialists",
@@ -127,16 +135,11 @@ def defaults_for(dataset: str) -> dict:
 def config_from(dataset: str, **overrides) -> SpecialistsConfig:
     """The experiment's config for a data set: class defaults, then the data set's, then yours
     (None values are ignored, so CLI flags left out keep the defaults)."""
-    fields = {f.name for f in dataclasses.fields(SpecialistsConfig)}
-    merged = {"dataset": dataset, **defaults_for(dataset),
-              **{k: v for k, v in overrides.items() if v is not None}}
-    unknown = set(merged) - fields
-    if unknown:
-        raise ValueError(f"unknown specialists settings: {sorted(unknown)}")
+    cfg = build_config(SpecialistsConfig, dataset, defaults_for(dataset), overrides,
+                       "specialists")
     for key in ("hidden", "specialist_epochs", "seeds"):
-        if key in merged:
-            merged[key] = tuple(merged[key])
-    return SpecialistsConfig(**merged)
+        setattr(cfg, key, tuple(getattr(cfg, key)))
+    return cfg
 
 
 # ----------------------------------------------------------------------------- models
