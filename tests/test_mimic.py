@@ -12,7 +12,7 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
 
 from kdistill.checkpoints import CheckpointError, atomic_torch_save
-from kdistill.mimic import MimicClassifier, load_mimic
+from kdistill.mimic import MimicClassifier, TransferSet, build_transfer_set, load_mimic
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
@@ -73,6 +73,27 @@ def test_transfer_set_munge_random_and_original_rows() -> None:
     for col in ("x0", "x1"):  # RANDOM draws every column from its own marginal
         assert set(rnd[col]) <= set(X[col])
     assert fast(teacher=teacher, pseudo="none", epochs=1).fit(X).n_transfer_ == 50
+
+
+def test_a_prebuilt_transfer_set_trains_the_same_net_without_asking_the_teacher() -> None:
+    X = table(60)
+    teacher = FormulaTeacher()
+    transfer = build_transfer_set(teacher, X, k=3, random_state=0)
+    assert len(teacher.seen) == 1 and len(transfer.rows) == 4 * 60
+    assert transfer.n_original == 60 and list(transfer.classes) == [0, 1]
+    np.testing.assert_allclose(transfer.proba, teacher.predict_proba(transfer.rows))
+    teacher.seen.clear()
+    reused = fast(teacher=teacher, k=3, epochs=3).fit(X, transfer_set=transfer)
+    assert teacher.seen == []  # labelled once, reused
+    direct = fast(teacher=FormulaTeacher(), k=3, epochs=3).fit(X)  # builds the same set itself
+    test = table(50, seed=3)
+    np.testing.assert_allclose(reused.predict_proba(test), direct.predict_proba(test),
+                               atol=1e-6)
+    bad = TransferSet(transfer.rows, transfer.proba[:10], transfer.classes, 60)
+    with pytest.raises(ValueError, match="transfer_set is inconsistent"):
+        fast(teacher=teacher, epochs=1).fit(X, transfer_set=bad)
+    with pytest.raises(ValueError, match="teacher-mode"):
+        MimicClassifier(pseudo="none", epochs=1).fit(X, np.arange(60) % 2, transfer_set=transfer)
 
 
 def test_export_and_load_predict_without_the_teacher(tmp_path) -> None:

@@ -15,10 +15,10 @@ from kdistill.mimic import load_mimic
 from kdistill.selection import metric_score
 from kdistill.tabular import TabularProblem
 
-QUICK = dict(preset="tiny", n_jobs=1, selection_bags=3, munge_k=2, hidden=16, epochs=5,
-             batch_size=64, ann_hidden=(8,), ann_epochs=(5,), timing_rows=200)
+QUICK = dict(preset="tiny", n_jobs=1, selection_bags=3, munge_k=2, mimic_hidden=((16,), (4,)),
+             epochs=5, batch_size=64, ann_hidden=((8,),), ann_epochs=(5,), timing_rows=200)
 QUICK_FLAGS = ["--preset", "tiny", "--n-jobs", "1", "--munge-k", "2", "--mimic-hidden", "16",
-               "--mimic-epochs", "5"]
+               "4", "--mimic-epochs", "5"]
 
 
 def synthetic(n: int = 240, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
@@ -71,7 +71,8 @@ def test_run_writes_the_summary(tmp_path, monkeypatch) -> None:
     saved = json.loads((tmp_path / "rep" / "summary.json").read_text())
     assert [p["name"] for p in saved["problems"]] == ["letter.p1", "dna"]
     for p in saved["problems"]:
-        assert set(p["rmse"]) == {"single", "ensemble", "ann", "mimic_munge", "mimic_random"}
+        assert set(p["rmse"]) == {"single", "ensemble", "ann", "mimic_munge", "mimic_small",
+                                  "mimic_random"}
     mean = {m: np.mean([p["rmse"][m] for p in saved["problems"]]) for m in mc.METHODS}
     expected = mc.gain_captured(mean["ann"], mean["mimic_munge"], mean["ensemble"])
     assert saved["mean_gain_captured"] == (None if expected is None
@@ -82,6 +83,55 @@ def test_run_writes_the_summary(tmp_path, monkeypatch) -> None:
     assert s["problems"][0]["rows"]["test"] == 60
     assert (tmp_path / "rep" / "results.md").read_text().startswith("# Model compression")
     assert (tmp_path / "rep" / "results.png").is_file()
+
+    # Resume: the saved per-problem results are reused; other settings recompute.
+    def no_compute(*args, **kwargs):
+        raise AssertionError("a saved result should have been reused")
+
+    monkeypatch.setattr(mc, "compress_split", no_compute)
+    again = mc.run(mc.CompressionConfig(**{**QUICK, "n_jobs": 2}), ("letter.p1", "dna"),
+                   report_dir=tmp_path / "rep2", out=tmp_path / "runs", log=lambda _: None)
+    assert again["problems"] == saved["problems"]
+    assert again["mean_gain_captured"] == saved["mean_gain_captured"]
+    with pytest.raises(AssertionError, match="should have been reused"):
+        mc.run(mc.CompressionConfig(**{**QUICK, "epochs": 6}), ("letter.p1",),
+               report_dir=tmp_path / "rep3", out=tmp_path / "runs", log=lambda _: None)
+    with pytest.raises(AssertionError, match="should have been reused"):
+        mc.run(mc.CompressionConfig(**QUICK), ("letter.p1",), report_dir=tmp_path / "rep3",
+               out=tmp_path / "runs", log=lambda _: None, resume=False)
+
+
+def test_the_small_mimic_is_the_best_candidate_within_the_size_budget(tmp_path) -> None:
+    X, y = synthetic()
+    parts = [(X.iloc[a:b].reset_index(drop=True), y[a:b]) for a, b in
+             ((0, 120), (120, 180), (180, 240))]
+    archs = ((2,), (64, 64), (8,))
+    cfg = mc.CompressionConfig(**{**QUICK, "mimic_hidden": archs})
+    r = mc.compress_split(*parts[0], *parts[1], *parts[2], cfg, log=lambda _: None)
+    trials = r["mimic_selection"]
+    assert [t["hidden"] for t in trials] == [list(a) for a in archs]
+    best = min(trials, key=lambda t: t["hillclimb_rmse"])
+    assert r["mimic_chosen"]["mimic_munge"] == best["hidden"]
+    assert r["mimic_chosen"]["mimic_random"] == best["hidden"]
+    # A budget between the two smaller exports and the big one: the big net may not be small.
+    sizes = sorted(t["size_bytes"] for t in trials)
+    budget = r["size_bytes"]["ensemble"] / ((sizes[1] + sizes[2]) / 2)
+    r = mc.compress_split(*parts[0], *parts[1], *parts[2],
+                          mc.CompressionConfig(**{**QUICK, "mimic_hidden": archs,
+                                                  "size_budget": budget}), log=lambda _: None)
+    within = [t for t in r["mimic_selection"] if t["within_budget"]]
+    assert [t["hidden"] for t in within] == [[2], [8]]
+    small = min(within, key=lambda t: t["hillclimb_rmse"])
+    assert r["mimic_chosen"]["mimic_small"] == small["hidden"]
+    assert r["size_bytes"]["mimic_small"] <= r["size_bytes"]["ensemble"] / budget
+    assert r["size_ratio_vs_ensemble_small"] == pytest.approx(
+        r["size_bytes"]["ensemble"] / r["size_bytes"]["mimic_small"])
+    # No candidate fits: the smallest one, and the report says it is over budget.
+    r = mc.compress_split(*parts[0], *parts[1], *parts[2],
+                          mc.CompressionConfig(**{**QUICK, "mimic_hidden": archs,
+                                                  "size_budget": 1e9}), log=lambda _: None)
+    assert r["mimic_chosen"]["mimic_small"] == [2]
+    assert not any(t["within_budget"] for t in r["mimic_selection"])
 
 
 def write_csv(path, n: int = 200, **extra) -> None:
@@ -137,6 +187,13 @@ def test_cli_compress_bad_input_is_one_line_and_exit_2(tmp_path, capsys, case, w
                  *extra])
     one_line_exit_2(code, capsys.readouterr().err, *words)
     assert not out.exists()  # nothing written
+
+
+def test_cli_rejects_a_bad_mimic_architecture(tmp_path, capsys) -> None:
+    write_csv(tmp_path / "d.csv")
+    code = main(["compress", str(tmp_path / "d.csv"), "--target", "label", "--out",
+                 str(tmp_path / "out"), "--mimic-hidden", "64x0"])
+    one_line_exit_2(code, capsys.readouterr().err, "not an architecture: '64x0'")
 
 
 def test_cli_reproduce_model_compression_rejects_unknown_problem(tmp_path, capsys) -> None:

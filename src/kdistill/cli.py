@@ -78,19 +78,34 @@ def _add_training(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def _add_compression(p, preset_default: str | None) -> None:
+def _architecture(text: str) -> tuple[int, ...]:
+    """'256' or '64x64' -> (256,) or (64, 64)."""
+    try:
+        widths = tuple(int(w) for w in text.lower().split("x"))
+    except ValueError:
+        widths = ()
+    if not widths or min(widths) < 1:
+        raise argparse.ArgumentTypeError(f"not an architecture: {text!r} (widths >= 1 joined "
+                                         f"by x, e.g. 256 or 64x64)")
+    return widths
+
+
+def _add_compression(p) -> None:
     from .library import PRESETS
 
-    shown = f" (default: {preset_default})" if preset_default else " (default: small)"
-    p.add_argument("--preset", choices=PRESETS, default=preset_default,
-                   help="model library: default (~290 models), small (~40), tiny" + shown)
+    p.add_argument("--preset", choices=PRESETS, default=None,
+                   help="model library: default (~290 models, the default), small (~40), tiny")
     p.add_argument("--n-jobs", type=int, default=None, help="joblib workers (default: 2)")
     p.add_argument("--munge-k", type=int, default=None,
                    help="MUNGE rows per training row (default: 10 for compress, 25 for "
                         "reproduce)")
-    p.add_argument("--mimic-hidden", type=int, default=None,
-                   help="mimic hidden units (default: 256)")
-    p.add_argument("--mimic-epochs", type=int, default=None, help="mimic epochs (default: 20)")
+    p.add_argument("--mimic-hidden", nargs="+", type=_architecture, default=None,
+                   metavar="WIDTHS",
+                   help="candidate mimic architectures, hidden widths joined by x, chosen on "
+                        "the hillclimb rows (default: 32 128 256 32x32 64x64 128x128 256x256)")
+    p.add_argument("--mimic-epochs", type=int, default=None, help="mimic epochs (default: 60)")
+    p.add_argument("--size-budget", type=float, default=None,
+                   help="the small mimic is at most 1/N of the ensemble's size (default: 1000)")
 
 
 def _add_reproduce_common(p, dataset_default: str = "fashion-mnist") -> None:
@@ -232,7 +247,9 @@ def _add_reproduce_parsers(exps) -> None:
                    help="summary.json, results.md, results.png (default "
                         "docs/results/model-compression)")
     m.add_argument("--seed", type=int, default=None)
-    _add_compression(m, preset_default=None)
+    m.add_argument("--no-resume", action="store_true",
+                   help="recompute every problem even if --out holds its result")
+    _add_compression(m)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -324,7 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--test-fraction", type=float, default=0.2,
                    help="share of rows held out for the report (default: %(default)s)")
     c.add_argument("--seed", type=int, default=0)
-    _add_compression(c, preset_default="default")
+    _add_compression(c)
 
     m = sub.add_parser("demo", help="teacher -> student -> distilled student on the built-in "
                        "digits, with a report", description="The main job on scikit-learn's "
@@ -529,7 +546,8 @@ def _compression_config(a, **defaults):
     from .experiments import model_compression
 
     given = {"preset": a.preset, "n_jobs": a.n_jobs, "munge_k": a.munge_k,
-             "hidden": a.mimic_hidden, "epochs": a.mimic_epochs, "seed": a.seed}
+             "mimic_hidden": tuple(a.mimic_hidden) if a.mimic_hidden else None,
+             "epochs": a.mimic_epochs, "size_budget": a.size_budget, "seed": a.seed}
     cfg = model_compression.config_from(**{**defaults, **{k: v for k, v in given.items()
                                                           if v is not None}})
     cfg.validate()
@@ -545,9 +563,11 @@ def cmd_compress(a) -> int:
                                        test_fraction=a.test_fraction, nominal=a.nominal)
     print(f"test RMSE: ensemble {r['rmse']['ensemble']:.4f}, mimic {r['rmse']['mimic_munge']:.4f}"
           f", single {r['rmse']['single']:.4f}, ann {r['rmse']['ann']:.4f}; mimic "
-          f"{r['speedup_vs_ensemble']:.0f}x faster, {r['size_ratio_vs_ensemble']:.0f}x smaller")
+          f"{r['speedup_vs_ensemble']:.0f}x faster, {r['size_ratio_vs_ensemble']:.0f}x smaller; "
+          f"small mimic {r['rmse']['mimic_small']:.4f}, "
+          f"{r['size_ratio_vs_ensemble_small']:.0f}x smaller")
     print(f"report: {Path(a.out) / 'report.md'}; models: {Path(a.out) / 'mimic.pt'}, "
-          f"{Path(a.out) / 'ensemble.joblib'}")
+          f"{Path(a.out) / 'mimic-small.pt'}, {Path(a.out) / 'ensemble.joblib'}")
     return 0
 
 
@@ -559,11 +579,14 @@ def _reproduce_model_compression(a) -> int:
     problems = tuple(a.problems) if a.problems else PROBLEMS
     s = model_compression.run(cfg, problems, report_dir=a.report_dir or
                               "docs/results/model-compression",
-                              out=a.out or "runs/model-compression")
-    gain = s["mean_gain_captured"]
-    print(f"mean gain captured {'n/a' if gain is None else f'{gain:.2f}'}; mimic "
-          f"{s['speedup_vs_ensemble']:.0f}x faster, {s['size_ratio_vs_ensemble']:.0f}x smaller; "
-          f"wall time {s['wall_seconds']:.0f} s")
+                              out=a.out or "runs/model-compression", resume=not a.no_resume)
+    for label, key in (("mimic", ""), ("small mimic", "_small")):
+        gain = s["mean_gain_captured" + key]
+        print(f"{label}: mean gain captured {'n/a' if gain is None else f'{gain:.2f}'}, "
+              f"{s['speedup_vs_ensemble' + key]:.0f}x faster, "
+              f"{s['size_ratio_vs_ensemble' + key]:.0f}x smaller than the ensemble")
+    report_dir = a.report_dir or "docs/results/model-compression"
+    print(f"wall time {s['wall_seconds']:.0f} s; report in {report_dir}")
     return 0
 
 

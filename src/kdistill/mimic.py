@@ -14,6 +14,11 @@ leaves this open).
 Without a teacher, ``fit(X, y)`` trains the same network on the hard labels of the original rows
 only: the "ANN trained on the original data" baseline.
 
+Labelling a big transfer set with a slow ensemble usually costs more than training the net, so
+:func:`build_transfer_set` does it once and ``fit(X, transfer_set=...)`` reuses it: the
+compression pipeline trains several mimic architectures on one labelled set and keeps the one
+that does best on the hillclimb rows.
+
 ``export(path)`` writes the weights, the network's spec, the input encoding and the class names
 in one checkpoint (atomically); :func:`load_mimic` rebuilds a working classifier from it without
 the ensemble and without pickled code.
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from numbers import Integral, Real
 from pathlib import Path
 from typing import Any
@@ -40,7 +46,8 @@ from .munge import ALGORITHMS, Munge, RandomMarginals
 from .tabular import TabularEncoder
 from .training import TrainConfig, train
 
-__all__ = ["MimicClassifier", "load_mimic", "PSEUDO", "MIMIC_FORMAT"]
+__all__ = ["MimicClassifier", "TransferSet", "build_transfer_set", "load_mimic", "PSEUDO",
+           "MIMIC_FORMAT"]
 
 PSEUDO: tuple[str, ...] = ("munge", "random", "none")
 MIMIC_FORMAT = "kdistill-mimic/1"
@@ -62,6 +69,51 @@ def _concat(a: Any, b: Any) -> Any:
         return pd.concat([a.reset_index(drop=True), b.reset_index(drop=True)],
                          ignore_index=True)
     return np.concatenate([np.asarray(a), np.asarray(b)], axis=0)
+
+
+@dataclass
+class TransferSet:
+    """Rows a mimic learns from (raw, like ``fit``'s X) and the teacher's probabilities on them."""
+
+    rows: Any
+    proba: np.ndarray
+    classes: np.ndarray
+    n_original: int  # how many of the rows are the original training rows (they come first)
+
+
+def build_transfer_set(teacher: Any, X: Any, *, pseudo: str = "munge", k: int = 10,
+                       p: float = 0.5, s: float = 10.0, munge_algorithm: str = "sequential",
+                       include_original: bool = True, nominal: list[Any] | None = None,
+                       random_state: int = 0) -> TransferSet:
+    """The original rows (if asked) then ``k * n`` pseudo rows, labelled by ``teacher``.
+
+    Same parameters as :class:`MimicClassifier`; ``nominal`` as positions or labels (None =
+    the non-numeric columns). The teacher is called once, on all rows together.
+    """
+    mimic = MimicClassifier(teacher=teacher, pseudo=pseudo, k=k, p=p, s=s,
+                            munge_algorithm=munge_algorithm, include_original=include_original,
+                            nominal=nominal, random_state=random_state)
+    mimic._check_params()
+    if teacher is None:
+        raise ValueError("a transfer set needs a teacher to label it")
+    X = _check_rows(X)
+    positions = TabularEncoder(nominal=nominal).fit(X).nominal_
+    rows = mimic._transfer_set(X, positions)
+    proba = _teacher_proba(teacher, rows)
+    classes = np.asarray(getattr(teacher, "classes_", np.arange(proba.shape[1])))
+    if len(classes) != proba.shape[1]:
+        classes = np.arange(proba.shape[1])
+    return TransferSet(rows, proba, classes, len(X) if include_original else 0)
+
+
+def _check_rows(X: Any) -> Any:
+    if not isinstance(X, pd.DataFrame):
+        X = np.asarray(X)
+        if X.ndim != 2:
+            raise ValueError(f"X must be 2-D (n_samples, n_features); got shape {X.shape}")
+    if len(X) < 2:
+        raise ValueError(f"X needs at least 2 rows; got {len(X)}")
+    return X
 
 
 class MimicClassifier(ClassifierMixin, BaseEstimator):
@@ -148,18 +200,20 @@ class MimicClassifier(ClassifierMixin, BaseEstimator):
         pseudo = generator.fit_sample(X)
         return _concat(X, pseudo) if self.include_original else pseudo
 
-    def fit(self, X: Any, y: Any = None) -> MimicClassifier:
-        """Build the transfer set, label it with the teacher, train the network."""
+    def fit(self, X: Any, y: Any = None, transfer_set: TransferSet | None = None
+            ) -> MimicClassifier:
+        """Build the transfer set, label it with the teacher, train the network.
+
+        ``transfer_set`` (from :func:`build_transfer_set` on the same X) skips the building
+        and labelling; the input encoding is still fitted on X, the original rows.
+        """
         self._check_params()
         start = time.perf_counter()
-        if not isinstance(X, pd.DataFrame):
-            X = np.asarray(X)
-            if X.ndim != 2:
-                raise ValueError(f"X must be 2-D (n_samples, n_features); got shape {X.shape}")
-        if len(X) < 2:
-            raise ValueError(f"X needs at least 2 rows; got {len(X)}")
+        X = _check_rows(X)
         encoder = TabularEncoder(nominal=self.nominal).fit(X)
         if self.teacher is None:
+            if transfer_set is not None:
+                raise ValueError("transfer_set needs a teacher-mode mimic (teacher=...)")
             if y is None:
                 raise ValueError("without a teacher, fit needs the labels y")
             y = np.asarray(y)
@@ -176,12 +230,16 @@ class MimicClassifier(ClassifierMixin, BaseEstimator):
         else:
             if y is not None and len(y) != len(X):
                 raise ValueError(f"y has {len(y)} labels but X has {len(X)} rows")
-            positions = encoder.nominal_
-            transfer = self._transfer_set(X, positions)
-            proba = _teacher_proba(self.teacher, transfer)
-            classes = np.asarray(getattr(self.teacher, "classes_", np.arange(proba.shape[1])))
-            if len(classes) != proba.shape[1]:
-                classes = np.arange(proba.shape[1])
+            if transfer_set is None:
+                transfer_set = build_transfer_set(
+                    self.teacher, X, pseudo=self.pseudo, k=self.k, p=self.p, s=self.s,
+                    munge_algorithm=self.munge_algorithm, include_original=self.include_original,
+                    nominal=encoder.nominal_, random_state=self.random_state)
+            transfer, proba = transfer_set.rows, np.asarray(transfer_set.proba)
+            classes = np.asarray(transfer_set.classes)
+            if proba.ndim != 2 or len(proba) != len(transfer) or proba.shape[1] != len(classes):
+                raise ValueError(f"transfer_set is inconsistent: {len(transfer)} rows, "
+                                 f"probabilities {proba.shape}, {len(classes)} classes")
             targets = torch.as_tensor(np.log(np.clip(proba, 1e-7, 1.0)), dtype=torch.float32)
             labels = None
         inputs = torch.as_tensor(encoder.transform(transfer), dtype=torch.float32)
