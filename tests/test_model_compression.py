@@ -73,6 +73,7 @@ def test_run_writes_the_summary(tmp_path, monkeypatch) -> None:
     for p in saved["problems"]:
         assert set(p["rmse"]) == {"single", "ensemble", "ann", "mimic_munge", "mimic_small",
                                   "mimic_random"}
+        assert p["computed_by"]
     mean = {m: np.mean([p["rmse"][m] for p in saved["problems"]]) for m in mc.METHODS}
     expected = mc.gain_captured(mean["ann"], mean["mimic_munge"], mean["ensemble"])
     assert saved["mean_gain_captured"] == (None if expected is None

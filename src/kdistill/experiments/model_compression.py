@@ -538,7 +538,7 @@ def run(cfg: CompressionConfig, problems: tuple[str, ...] = PROBLEMS,
         result = compress_split(*part(tr), *part(hi), *part(te), cfg, nominal=problem.nominal,
                                 out_dir=Path(out) / name, log=log)
         row = {"name": name, "description": problem.description, "source": problem.source,
-               **result}
+               **result, "computed_by": provenance()["command"]}
         atomic_write_json(saved_path, jsonable({"key": key, "result": row}))
         rows.append(jsonable(row))
         log("  test RMSE: " + ", ".join(f"{m} {result['rmse'][m]:.4f}" for m in METHODS))
@@ -717,7 +717,11 @@ def render_markdown(s: dict) -> str:
         f"- wall time: {s['wall_seconds']:.0f} s" + (
             f" (this command; the problems' results it reused took "
             f"{s['reused_problem_seconds']:.0f} s when they were computed)"
-            if s.get("reused_problem_seconds") else "") + "\n",
+            if s.get("reused_problem_seconds") else ""),
+        "- per problem, wall time when computed: " + ", ".join(
+            f"{r['name']} {r['wall_seconds']:.0f} s"
+            + (f" (by `{r['computed_by']}`)" if r.get("computed_by") else "")
+            for r in s["problems"]) + "\n",
     ])
 
 
