@@ -97,13 +97,7 @@ def build_transfer_set(teacher: Any, X: Any, *, pseudo: str = "munge", k: int = 
     if teacher is None:
         raise ValueError("a transfer set needs a teacher to label it")
     X = _check_rows(X)
-    positions = TabularEncoder(nominal=nominal).fit(X).nominal_
-    rows = mimic._transfer_set(X, positions)
-    proba = _teacher_proba(teacher, rows)
-    classes = np.asarray(getattr(teacher, "classes_", np.arange(proba.shape[1])))
-    if len(classes) != proba.shape[1]:
-        classes = np.arange(proba.shape[1])
-    return TransferSet(rows, proba, classes, len(X) if include_original else 0)
+    return mimic._labelled_transfer_set(X, TabularEncoder(nominal=nominal).fit(X).nominal_)
 
 
 def _check_rows(X: Any) -> Any:
@@ -188,17 +182,23 @@ class MimicClassifier(ClassifierMixin, BaseEstimator):
         if not isinstance(wd, Real) or not np.isfinite(wd) or wd < 0:
             raise ValueError(f"weight_decay must be a finite number >= 0; got {wd!r}")
 
-    def _transfer_set(self, X: Any, nominal: list[Any]) -> Any:
-        """Original rows (if asked) followed by ``k * n`` pseudo rows."""
-        if self.pseudo == "none":
-            return X
-        if self.pseudo == "munge":
-            generator = Munge(self.k, self.p, self.s, nominal=nominal,
-                              algorithm=self.munge_algorithm, random_state=self.random_state)
-        else:
-            generator = RandomMarginals(self.k, random_state=self.random_state)
-        pseudo = generator.fit_sample(X)
-        return _concat(X, pseudo) if self.include_original else pseudo
+    def _labelled_transfer_set(self, X: Any, nominal: list[Any]) -> TransferSet:
+        """Original rows (if asked) followed by ``k * n`` pseudo rows, labelled by the teacher;
+        ``nominal`` holds the nominal column positions."""
+        rows = X
+        if self.pseudo != "none":
+            if self.pseudo == "munge":
+                generator = Munge(self.k, self.p, self.s, nominal=nominal,
+                                  algorithm=self.munge_algorithm, random_state=self.random_state)
+            else:
+                generator = RandomMarginals(self.k, random_state=self.random_state)
+            pseudo = generator.fit_sample(X)
+            rows = _concat(X, pseudo) if self.include_original else pseudo
+        proba = _teacher_proba(self.teacher, rows)
+        classes = np.asarray(getattr(self.teacher, "classes_", np.arange(proba.shape[1])))
+        if len(classes) != proba.shape[1]:
+            classes = np.arange(proba.shape[1])
+        return TransferSet(rows, proba, classes, len(X) if self.include_original else 0)
 
     def fit(self, X: Any, y: Any = None, transfer_set: TransferSet | None = None
             ) -> MimicClassifier:
@@ -231,10 +231,7 @@ class MimicClassifier(ClassifierMixin, BaseEstimator):
             if y is not None and len(y) != len(X):
                 raise ValueError(f"y has {len(y)} labels but X has {len(X)} rows")
             if transfer_set is None:
-                transfer_set = build_transfer_set(
-                    self.teacher, X, pseudo=self.pseudo, k=self.k, p=self.p, s=self.s,
-                    munge_algorithm=self.munge_algorithm, include_original=self.include_original,
-                    nominal=encoder.nominal_, random_state=self.random_state)
+                transfer_set = self._labelled_transfer_set(X, encoder.nominal_)
             transfer, proba = transfer_set.rows, np.asarray(transfer_set.proba)
             classes = np.asarray(transfer_set.classes)
             if proba.ndim != 2 or len(proba) != len(transfer) or proba.shape[1] != len(classes):
