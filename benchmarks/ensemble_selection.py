@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kdistill.selection import ensemble_selection
+from kdistill.tabular.selection import ensemble_selection
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "docs" / "results" / "bench-ensemble-selection.json"

@@ -21,12 +21,12 @@ from pathlib import Path
 
 import torch
 
-from kdistill.checkpoints import atomic_write_json
-from kdistill.data import ArrayDataset, load_fashion_mnist
-from kdistill.models import MLP
-from kdistill.reporting import provenance
-from kdistill.teachers import cached_teacher_logits
-from kdistill.training import TrainConfig, resolve_device, train
+from kdistill.distill.cache import cached_teacher_logits
+from kdistill.distill.data import ArrayDataset, load_fashion_mnist
+from kdistill.distill.models import MLP
+from kdistill.distill.trainer import TrainConfig, resolve_device, train
+from kdistill.experiments.reporting import provenance
+from kdistill.files import atomic_write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -12,7 +12,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 @pytest.fixture
 def blobs():
     """A small, easy 3-class problem as 1x4x4 'images' (learnable in a few epochs)."""
-    from kdistill.data import ArrayDataset
+    from kdistill.distill.data import ArrayDataset
 
     g = torch.Generator().manual_seed(0)
     centers = torch.randn(3, 16, generator=g) * 2

@@ -6,9 +6,9 @@ import sys
 import torch
 import torch.distributed as dist
 
-from kdistill.data import ArrayDataset
-from kdistill.models import MLP
-from kdistill.training import TrainConfig, train
+from kdistill.distill.data import ArrayDataset
+from kdistill.distill.models import MLP
+from kdistill.distill.trainer import TrainConfig, train
 
 
 def problem():

@@ -9,7 +9,7 @@ import torch
 from test_data import make_idx_folder
 
 from kdistill.cli import main
-from kdistill.models import MLP
+from kdistill.distill.models import MLP
 
 SMALL = ["--hidden", "32", "32", "--epochs", "5", "--batch-size", "32", "--lr", "0.005",
          "--no-progress"]
@@ -148,8 +148,8 @@ def test_distill_from_an_ensemble_of_checkpoints(digits_teacher, tmp_path, capsy
     assert code == 0 and "teacher logits computed" in stdout
     # the cached soft targets are the members' mean probability at T (as logits * T)
     from kdistill.cli import _load_model
-    from kdistill.data import load_dataset
-    from kdistill.teachers import combine_members
+    from kdistill.distill.data import load_dataset
+    from kdistill.distill.teachers import combine_members
 
     x = load_dataset("digits").train.x
     with torch.no_grad():

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from kdistill.data import (
+from kdistill.distill.augment import jitter
+from kdistill.distill.data import (
     ArrayDataset,
-    jitter,
     load_dataset,
     load_digits,
     load_fashion_mnist,

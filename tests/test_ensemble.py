@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from kdistill.cli import main
-from kdistill.data import load_dataset
+from kdistill.distill.data import load_dataset
+from kdistill.distill.metrics import classification_metrics
+from kdistill.distill.models import build_model
+from kdistill.distill.teachers import combine_members
 from kdistill.experiments import ensemble
-from kdistill.metrics import classification_metrics
-from kdistill.models import build_model
-from kdistill.teachers import combine_members
 
 
 @pytest.fixture(scope="module")

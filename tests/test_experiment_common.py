@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
+from kdistill.distill.models import build_model
+from kdistill.distill.trainer import TrainConfig
 from kdistill.experiments.common import fit_run, jsonable, mlp_spec, ms_per_1000, split_validation
-from kdistill.models import build_model
-from kdistill.training import TrainConfig
 
 
 def test_split_validation_is_a_disjoint_seeded_partition(blobs):

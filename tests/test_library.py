@@ -10,9 +10,9 @@ from sklearn.naive_bayes import GaussianNB
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.tree import DecisionTreeClassifier
 
-from kdistill.library import ModelLibrary, WeightedEnsemble, model_grid, model_size_bytes
-from kdistill.selection import EnsembleSelection
-from kdistill.tabular import TabularEncoder
+from kdistill.tabular.encoding import TabularEncoder
+from kdistill.tabular.library import ModelLibrary, WeightedEnsemble, model_grid, model_size_bytes
+from kdistill.tabular.selection import EnsembleSelection
 
 
 def problem(n: int = 160, seed: int = 0, classes: int = 2) -> tuple[np.ndarray, np.ndarray]:

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kdistill.losses import (
+from kdistill.distill.losses import (
     distillation_loss,
     log_softmax_t,
     logit_matching_loss,

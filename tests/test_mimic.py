@@ -11,8 +11,8 @@ from sklearn.base import clone
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
 
-from kdistill.checkpoints import CheckpointError, atomic_torch_save
-from kdistill.mimic import MimicClassifier, TransferSet, build_transfer_set, load_mimic
+from kdistill.distill.checkpoint import CheckpointError, atomic_torch_save
+from kdistill.tabular.mimic import MimicClassifier, TransferSet, build_transfer_set, load_mimic
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:

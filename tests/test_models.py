@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from kdistill.models import MLP, SmallCNN, apply_constraints, build_model, count_parameters
+from kdistill.distill.models import MLP, SmallCNN, apply_constraints, build_model, count_parameters
 
 
 def test_mlp_shapes_and_parameter_count():

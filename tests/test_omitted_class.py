@@ -60,7 +60,7 @@ def test_cases_and_required_keys(tiny):
     assert r["cases"]["keep_only"]["omitted_classes"] == [0, 1, 2, 3, 4, 5, 6, 9]
     assert r["cases"]["keep_only"]["oracle_classes"] == [7, 8]
     # the transfer sets really lack the classes: sizes from the labels
-    from kdistill.data import load_dataset
+    from kdistill.distill.data import load_dataset
 
     y = load_dataset("digits").train.y.numpy()
     assert r["transfer_size"] == int((y != 3).sum())

@@ -7,7 +7,7 @@ import pytest
 from scipy.optimize import minimize
 from scipy.special import log_softmax, softmax
 
-from kdistill.priors import (
+from kdistill.distill.bias import (
     label_prior,
     match_prior,
     match_prior_single,

@@ -14,7 +14,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from kdistill.selection import METRICS, EnsembleSelection, ensemble_selection, metric_score
+from kdistill.tabular.selection import METRICS, EnsembleSelection, ensemble_selection, metric_score
 
 GREATER = {"accuracy": True, "roc_auc": True, "f1": True, "log_loss": False, "rmse": False}
 

@@ -8,7 +8,7 @@ import pytest
 from scipy.optimize import minimize
 from scipy.special import softmax
 
-from kdistill.specialists import (
+from kdistill.distill.specialists import (
     active_specialists,
     combination_objective,
     combine,

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from kdistill import specialists as sp
+from kdistill.distill import specialists as sp
+from kdistill.distill.models import MLP, build_model
 from kdistill.experiments import specialists as se
-from kdistill.models import MLP, build_model
 
 
 def _generalist(num_classes: int = 5) -> MLP:
@@ -137,7 +137,7 @@ def test_end_to_end_run_resumes_and_refuses_stale_specialists(tmp_path):
                       weights_only=False)
     model = build_model(ckpt["model_spec"])
     model.load_state_dict(ckpt["model_state"])
-    from kdistill.data import load_digits
+    from kdistill.distill.data import load_digits
     test = load_digits().test
     with torch.no_grad():
         acc = (model.eval()(test.x).argmax(1) == test.y).double().mean().item()

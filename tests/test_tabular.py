@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from sklearn.base import clone
 
-from kdistill.tabular import (
+from kdistill.tabular.encoding import (
     MLBENCH_DIR,
     PROBLEMS,
     TabularEncoder,

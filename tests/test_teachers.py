@@ -3,8 +3,9 @@ import json
 import pytest
 import torch
 
-from kdistill.models import MLP
-from kdistill.teachers import cached_teacher_logits, fingerprint_module, run_teacher
+from kdistill.distill.cache import cached_teacher_logits
+from kdistill.distill.models import MLP
+from kdistill.distill.teachers import fingerprint_module, run_teacher
 
 
 def make_teacher(seed=0):
@@ -85,8 +86,8 @@ def test_fingerprint_sees_every_weight():
 
 
 def test_ensemble_arithmetic_mean_of_probabilities_at_T():
-    from kdistill.losses import softmax_t
-    from kdistill.teachers import EnsembleTeacher, combine_members
+    from kdistill.distill.losses import softmax_t
+    from kdistill.distill.teachers import EnsembleTeacher, combine_members
 
     torch.manual_seed(0)
     members = [torch.randn(5, 4) * 3 for _ in range(3)]
@@ -104,7 +105,7 @@ def test_ensemble_arithmetic_mean_of_probabilities_at_T():
 
 
 def test_ensemble_cache_is_per_temperature(tmp_path):
-    from kdistill.teachers import EnsembleTeacher
+    from kdistill.distill.teachers import EnsembleTeacher
 
     x = torch.randn(6, 16)
     members = [make_teacher(0), make_teacher(1)]

@@ -6,11 +6,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from kdistill.checkpoints import load_checkpoint
-from kdistill.data import ArrayDataset
-from kdistill.models import MLP
-from kdistill.teachers import run_teacher
-from kdistill.training import TrainConfig, TrainingDiverged, evaluate, train
+from kdistill.distill.checkpoint import load_checkpoint
+from kdistill.distill.data import ArrayDataset
+from kdistill.distill.models import MLP
+from kdistill.distill.teachers import run_teacher
+from kdistill.distill.trainer import TrainConfig, TrainingDiverged, evaluate, train
 
 QUIET = {"log": lambda s: None}
 

@@ -17,12 +17,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..checkpoints import atomic_write_json, atomic_write_text
-from ..data import ArrayDataset
-from ..models import build_model, count_parameters
-from ..reporting import save_figure
-from ..teachers import fingerprint_module, fingerprint_tensor
-from ..training import TrainConfig, predict_logits, train
+from ..distill.data import ArrayDataset
+from ..distill.models import build_model, count_parameters
+from ..distill.teachers import fingerprint_module, fingerprint_tensor
+from ..distill.trainer import TrainConfig, predict_logits, train
+from ..files import atomic_write_json, atomic_write_text
+from .reporting import save_figure
 
 __all__ = ["fit_run", "split_validation", "ms_per_1000", "jsonable", "write_outputs",
            "mlp_spec", "provenance_lines", "build_config", "train_config"]

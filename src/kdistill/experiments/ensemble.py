@@ -22,12 +22,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data import ArrayDataset, jitter, load_dataset
-from ..losses import check_temperature, check_weights
-from ..metrics import classification_metrics
-from ..reporting import markdown_table, provenance
-from ..teachers import COMBINE_RULES, cached_teacher_logits, combine_members, run_teacher
-from ..training import TrainConfig, resolve_device
+from ..distill.augment import jitter
+from ..distill.cache import cached_teacher_logits
+from ..distill.data import ArrayDataset, load_dataset
+from ..distill.losses import check_temperature, check_weights
+from ..distill.metrics import classification_metrics
+from ..distill.teachers import COMBINE_RULES, combine_members, run_teacher
+from ..distill.trainer import TrainConfig, resolve_device
 from .common import (
     build_config,
     fit_run,
@@ -39,6 +40,7 @@ from .common import (
     train_config,
     write_outputs,
 )
+from .reporting import markdown_table, provenance
 
 __all__ = ["EnsembleConfig", "config_from", "run"]
 

@@ -25,14 +25,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..checkpoints import atomic_write_json, atomic_write_text
-from ..data import ArrayDataset, DataSplits, load_dataset
-from ..losses import check_temperature, check_weights
-from ..metrics import classification_metrics
-from ..reporting import markdown_table, provenance, save_figure
-from ..teachers import cached_teacher_logits, combine_members, run_teacher
-from ..training import TrainConfig, resolve_device
+from ..distill.cache import cached_teacher_logits
+from ..distill.data import ArrayDataset, DataSplits, load_dataset
+from ..distill.losses import check_temperature, check_weights
+from ..distill.metrics import classification_metrics
+from ..distill.teachers import combine_members, run_teacher
+from ..distill.trainer import TrainConfig, resolve_device
+from ..files import atomic_write_json, atomic_write_text
 from .common import build_config, fit_run, jsonable, train_config
+from .reporting import markdown_table, provenance, save_figure
 
 __all__ = ["HintonMnistConfig", "TEACHER_RECIPES", "run", "defaults_for"]
 

@@ -39,12 +39,8 @@ import pandas as pd
 import torch
 from threadpoolctl import threadpool_limits
 
-from ..checkpoints import atomic_write_json, atomic_write_text
-from ..library import ModelLibrary, WeightedEnsemble, model_size_bytes
-from ..mimic import MimicClassifier, build_transfer_set
-from ..reporting import markdown_table, provenance, save_figure
-from ..selection import EnsembleSelection, metric_score
-from ..tabular import (
+from ..files import atomic_write_json, atomic_write_text
+from ..tabular.encoding import (
     PROBLEMS,
     TabularEncoder,
     check_split_sizes,
@@ -52,7 +48,11 @@ from ..tabular import (
     read_csv_problem,
     split_protocol,
 )
+from ..tabular.library import ModelLibrary, WeightedEnsemble, model_size_bytes
+from ..tabular.mimic import MimicClassifier, build_transfer_set
+from ..tabular.selection import EnsembleSelection, metric_score
 from .common import jsonable
+from .reporting import markdown_table, provenance, save_figure
 
 __all__ = ["CompressionConfig", "compress_split", "compress_csv", "run", "METHODS",
            "gain_captured", "MIN_TRAIN", "MIN_HILLCLIMB", "MIN_TEST"]

@@ -25,12 +25,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data import load_dataset
-from ..losses import check_temperature, check_weights
-from ..priors import label_prior, match_prior, oracle_offset, teacher_prior
-from ..reporting import markdown_table, provenance
-from ..teachers import cached_teacher_logits, run_teacher
-from ..training import resolve_device
+from ..distill.bias import label_prior, match_prior, oracle_offset, teacher_prior
+from ..distill.cache import cached_teacher_logits
+from ..distill.data import load_dataset
+from ..distill.losses import check_temperature, check_weights
+from ..distill.teachers import run_teacher
+from ..distill.trainer import resolve_device
 from .common import (
     build_config,
     fit_run,
@@ -40,6 +40,7 @@ from .common import (
     train_config,
     write_outputs,
 )
+from .reporting import markdown_table, provenance
 
 __all__ = ["OmittedClassConfig", "config_from", "run", "evaluate_fix"]
 

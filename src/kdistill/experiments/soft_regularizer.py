@@ -24,11 +24,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data import load_dataset
-from ..losses import check_temperature, check_weights
-from ..reporting import markdown_table, provenance
-from ..teachers import cached_teacher_logits
-from ..training import TrainConfig, evaluate, resolve_device
+from ..distill.cache import cached_teacher_logits
+from ..distill.data import load_dataset
+from ..distill.losses import check_temperature, check_weights
+from ..distill.trainer import TrainConfig, evaluate, resolve_device
 from .common import (
     build_config,
     fit_run,
@@ -39,6 +38,7 @@ from .common import (
     train_config,
     write_outputs,
 )
+from .reporting import markdown_table, provenance
 
 __all__ = ["SoftRegularizerConfig", "config_from", "run"]
 

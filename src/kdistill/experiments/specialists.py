@@ -31,12 +31,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import specialists as sp
-from ..data import DATASETS, ArrayDataset, DataSplits, load_dataset
-from ..models import MLP
-from ..reporting import markdown_table, provenance
-from ..teachers import fingerprint_module, run_teacher
-from ..training import TrainConfig, resolve_device
+from ..distill import specialists as sp
+from ..distill.data import DATASETS, ArrayDataset, DataSplits, load_dataset
+from ..distill.models import MLP
+from ..distill.teachers import fingerprint_module, run_teacher
+from ..distill.trainer import TrainConfig, resolve_device
 from .common import (
     build_config,
     fit_run,
@@ -46,6 +45,7 @@ from .common import (
     split_validation,
     write_outputs,
 )
+from .reporting import markdown_table, provenance
 
 __all__ = ["SpecialistsConfig", "config_from", "defaults_for", "run",
            "specialist_from_generalist", "train_specialists", "combine_with_specialists",

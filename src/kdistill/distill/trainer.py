@@ -25,8 +25,9 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .checkpoints import atomic_torch_save, load_checkpoint
-from .data import ArrayDataset, jitter
+from .augment import jitter
+from .checkpoint import atomic_torch_save, load_checkpoint
+from .data import ArrayDataset
 from .losses import check_temperature, check_weights, distillation_loss, logit_matching_loss
 from .metrics import classification_metrics
 from .models import apply_constraints

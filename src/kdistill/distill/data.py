@@ -32,7 +32,6 @@ __all__ = [
     "load_kmnist",
     "load_npz",
     "load_letter",
-    "jitter",
     "check_labels",
     "DATASETS",
 ]
@@ -351,7 +350,7 @@ def load_letter(root: str | os.PathLike | None = None, download: bool = False) -
     first 16,000 rows train, last 4,000 test. Features are standardized with the training
     split's mean and standard deviation so that an MLP trains with default learning rates.
     `download` is ignored: the file comes with the Debian package."""
-    from .tabular import load_mlbench
+    from ..tabular.encoding import load_mlbench
 
     frame = load_mlbench("LetterRecognition", root)
     names = [chr(ord("A") + i) for i in range(26)]
@@ -391,31 +390,3 @@ def load_dataset(name: str, root: str | os.PathLike | None = None,
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; known: {sorted(DATASETS)}")
     return DATASETS[name](root=root, download=download)
-
-
-# ----------------------------------------------------------------------------- augmentation
-
-def jitter(
-    x: torch.Tensor,
-    max_shift: int,
-    generator: torch.Generator | None = None,
-    shifts: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Translate each image by its own random integer (dx, dy) in [-max_shift, max_shift],
-    filling with zeros; one gather for the whole batch. `shifts` (2, N) fixes the offsets
-    (rows first), so that ranks of a distributed run can share one draw."""
-    if max_shift <= 0:
-        return x
-    if x.dim() != 4:
-        raise ValueError(f"jitter needs images (N, C, H, W), got shape {tuple(x.shape)}")
-    n, c, h, w = x.shape
-    s = int(max_shift)
-    if shifts is None:
-        shifts = torch.randint(-s, s + 1, (2, n), generator=generator)
-    shifts = shifts.to(x.device)
-    padded = torch.nn.functional.pad(x, (s, s, s, s))
-    rows = torch.arange(h, device=x.device)[None, :] + s - shifts[0][:, None]   # (n, h)
-    cols = torch.arange(w, device=x.device)[None, :] + s - shifts[1][:, None]   # (n, w)
-    batch = torch.arange(n, device=x.device)[:, None, None]
-    out = padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]]  # (n, h, w, c)
-    return out.permute(0, 3, 1, 2).contiguous()

@@ -11,7 +11,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-__all__ = ["MLP", "SmallCNN", "MODELS", "build_model", "count_parameters", "apply_constraints"]
+__all__ = ["MLP", "SmallCNN", "MODELS", "register_model", "build_model", "count_parameters",
+           "apply_constraints"]
 
 
 class MLP(nn.Module):
@@ -104,6 +105,25 @@ class SmallCNN(nn.Module):
 
 
 MODELS: dict[str, Callable[..., nn.Module]] = {"mlp": MLP, "cnn": SmallCNN}
+
+
+def register_model(name: str, builder: Callable[..., nn.Module] | None = None, *,
+                   overwrite: bool = False):
+    """Register an architecture under `name` so that checkpoints holding `{"name": name, ...}`
+    rebuild it (`load_model`, `kdistill evaluate`, `distill`). Usable as a decorator:
+    `@register_model("my-net")` over a class or function taking the spec's keyword arguments."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"a model name is a non-empty string, got {name!r}")
+
+    def add(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if not callable(fn):
+            raise ValueError(f"register_model({name!r}) needs a callable, got {fn!r}")
+        if name in MODELS and MODELS[name] is not fn and not overwrite:
+            raise ValueError(f"model {name!r} is already registered (pass overwrite=True)")
+        MODELS[name] = fn
+        return fn
+
+    return add if builder is None else add(builder)
 
 
 def build_model(spec: dict) -> nn.Module:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoints import atomic_write
+from ..files import atomic_write
 
 __all__ = ["provenance", "hardware", "markdown_table", "save_figure", "command_line"]
 

@@ -39,12 +39,12 @@ import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
-from .checkpoints import CheckpointError, atomic_torch_save, load_checkpoint
-from .data import ArrayDataset
-from .models import build_model, count_parameters
+from ..distill.checkpoint import CheckpointError, atomic_torch_save, load_checkpoint
+from ..distill.data import ArrayDataset
+from ..distill.models import build_model, count_parameters
+from ..distill.trainer import TrainConfig, train
+from .encoding import TabularEncoder
 from .munge import ALGORITHMS, Munge, RandomMarginals
-from .tabular import TabularEncoder
-from .training import TrainConfig, train
 
 __all__ = ["MimicClassifier", "TransferSet", "build_transfer_set", "load_mimic", "PSEUDO",
            "MIMIC_FORMAT"]

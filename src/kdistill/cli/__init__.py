@@ -91,7 +91,7 @@ def _architecture(text: str) -> tuple[int, ...]:
 
 
 def _add_compression(p) -> None:
-    from .library import PRESETS
+    from ..tabular.library import PRESETS
 
     p.add_argument("--preset", choices=PRESETS, default=None,
                    help="model library: default (~290 models, the default), small (~40), tiny")
@@ -355,7 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
 # ----------------------------------------------------------------------------- commands
 
 def _train_config(a, **extra):
-    from .training import TrainConfig
+    from ..distill.trainer import TrainConfig
 
     cfg = TrainConfig(
         epochs=a.epochs, batch_size=a.batch_size, optimizer=a.optimizer, lr=a.lr,
@@ -382,15 +382,15 @@ def _model_spec(a, data) -> dict:
 def _build(spec: dict, seed: int):
     import torch
 
-    from .models import build_model
+    from ..distill.models import build_model
 
     torch.manual_seed(seed)
     return build_model(spec)
 
 
 def _finish(result, out: Path, spec: dict, test) -> None:
-    from .checkpoints import atomic_write_json
-    from .reporting import provenance
+    from ..experiments.reporting import provenance
+    from ..files import atomic_write_json
 
     summary = {"final": result.final, "history": result.history, "model_spec": spec,
                "test_size": len(test), "seconds": round(result.seconds, 1), **provenance()}
@@ -402,8 +402,8 @@ def _finish(result, out: Path, spec: dict, test) -> None:
 
 
 def cmd_train(a) -> int:
-    from .data import load_dataset
-    from .training import train
+    from ..distill.data import load_dataset
+    from ..distill.trainer import train
 
     cfg = _train_config(a, hard_weight=1.0)
     splits = load_dataset(a.dataset, a.data_dir, a.download)
@@ -416,26 +416,15 @@ def cmd_train(a) -> int:
     return 0
 
 
-def _load_model(path: str, device: str = "cpu"):
-    from .checkpoints import CheckpointError, load_checkpoint
-    from .models import build_model
+def _load_model(path: str):
+    from ..distill.checkpoint import load_model
 
-    ckpt = load_checkpoint(path)
-    spec = ckpt.get("model_spec")
-    if not spec:
-        raise CheckpointError(f"{path} has no model_spec: cannot rebuild the model")
-    model = build_model(spec)
-    try:
-        model.load_state_dict(ckpt["model_state"])
-    except RuntimeError as exc:
-        raise CheckpointError(f"{path}: weights do not fit its model_spec ({str(exc)[:160]})") \
-            from None
-    return model.eval(), spec
+    return load_model(path)
 
 
 def _load_teacher(paths: list[str], combine: str, temperature: float):
     """One checkpoint, or several as an EnsembleTeacher; returns (teacher, class count)."""
-    from .teachers import EnsembleTeacher
+    from ..distill.teachers import EnsembleTeacher
 
     loaded = [_load_model(p) for p in paths]
     counts = {p: spec.get("num_classes") for p, (_, spec) in zip(paths, loaded)}
@@ -449,9 +438,10 @@ def _load_teacher(paths: list[str], combine: str, temperature: float):
 
 
 def cmd_distill(a) -> int:
-    from .data import load_dataset
-    from .teachers import cached_teacher_logits, fingerprint_module
-    from .training import resolve_device, train
+    from ..distill.cache import cached_teacher_logits
+    from ..distill.data import load_dataset
+    from ..distill.teachers import fingerprint_module
+    from ..distill.trainer import resolve_device, train
 
     cfg = _train_config(a, temperature=a.temperature, soft_weight=a.soft_weight,
                         hard_weight=a.hard_weight, loss=a.loss)
@@ -486,11 +476,11 @@ def cmd_distill(a) -> int:
 def cmd_fix_bias(a) -> int:
     import torch
 
-    from .checkpoints import atomic_torch_save, load_checkpoint
-    from .data import load_dataset
-    from .priors import label_prior, match_prior, teacher_prior
-    from .teachers import run_teacher
-    from .training import evaluate, resolve_device
+    from ..distill.bias import label_prior, match_prior, teacher_prior
+    from ..distill.checkpoint import atomic_torch_save, load_checkpoint
+    from ..distill.data import load_dataset
+    from ..distill.teachers import run_teacher
+    from ..distill.trainer import evaluate, resolve_device
 
     if a.prior == "teacher" and not a.teacher:
         raise ValueError("--prior teacher needs --teacher checkpoint(s)")
@@ -532,8 +522,8 @@ def cmd_fix_bias(a) -> int:
 
 
 def cmd_evaluate(a) -> int:
-    from .data import load_dataset
-    from .training import evaluate, resolve_device
+    from ..distill.data import load_dataset
+    from ..distill.trainer import evaluate, resolve_device
 
     model, _ = _load_model(a.checkpoint)
     splits = load_dataset(a.dataset, a.data_dir, a.download)
@@ -543,7 +533,7 @@ def cmd_evaluate(a) -> int:
 
 
 def _compression_config(a, **defaults):
-    from .experiments import model_compression
+    from ..experiments import model_compression
 
     given = {"preset": a.preset, "n_jobs": a.n_jobs, "munge_k": a.munge_k,
              "mimic_hidden": tuple(a.mimic_hidden) if a.mimic_hidden else None,
@@ -555,7 +545,7 @@ def _compression_config(a, **defaults):
 
 
 def cmd_compress(a) -> int:
-    from .experiments import model_compression
+    from ..experiments import model_compression
 
     cfg = _compression_config(a, munge_k=10)
     r = model_compression.compress_csv(a.data, a.target, a.out, cfg,
@@ -572,8 +562,8 @@ def cmd_compress(a) -> int:
 
 
 def _reproduce_model_compression(a) -> int:
-    from .experiments import model_compression
-    from .tabular import PROBLEMS
+    from ..experiments import model_compression
+    from ..tabular.encoding import PROBLEMS
 
     cfg = _compression_config(a)
     problems = tuple(a.problems) if a.problems else PROBLEMS
@@ -607,7 +597,7 @@ def _tuple(values):
 
 
 def cmd_reproduce(a) -> int:
-    from .experiments import ensemble, hinton_mnist, omitted_class, soft_regularizer
+    from ..experiments import ensemble, hinton_mnist, omitted_class, soft_regularizer
 
     if a.experiment == "model-compression":
         return _reproduce_model_compression(a)
@@ -668,7 +658,7 @@ def cmd_reproduce(a) -> int:
 
 
 def _reproduce_specialists(a) -> int:
-    from .experiments import specialists
+    from ..experiments import specialists
 
     if a.seed is not None:
         raise ValueError("specialists takes --seeds (one or more), not --seed")
@@ -699,7 +689,7 @@ def _pct(v: float | None) -> str:
 
 
 def cmd_demo(a) -> int:
-    from .experiments import hinton_mnist
+    from ..experiments import hinton_mnist
 
     # The digits teacher recipe the full reproduction picks on validation; no sweep, so the
     # demo takes about a minute on two cores.
@@ -730,8 +720,8 @@ COMMANDS = {"train": cmd_train, "distill": cmd_distill, "evaluate": cmd_evaluate
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .checkpoints import CheckpointError
-    from .training import TrainingDiverged
+    from ..distill.checkpoint import CheckpointError
+    from ..distill.trainer import TrainingDiverged
 
     try:
         args = build_parser().parse_args(argv)

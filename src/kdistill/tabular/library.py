@@ -45,7 +45,7 @@ from sklearn.svm import SVC, LinearSVC
 from sklearn.tree import DecisionTreeClassifier
 from sklearn.utils.validation import check_is_fitted
 
-from .checkpoints import atomic_write
+from ..files import atomic_write
 
 __all__ = ["PRESETS", "model_grid", "ModelLibrary", "WeightedEnsemble", "model_size_bytes"]
 

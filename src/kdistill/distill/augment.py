@@ -1,0 +1,65 @@
+"""Augmentation: a function of a batch and a torch.Generator that returns the batch changed.
+
+The trainer calls `augment(batch, generator)` on every training batch, with a generator seeded
+by (seed, epoch), so the draws are the same on every rank and after a resume; the online
+teacher sees the augmented batch, the student's exact input. `Jitter` is the paper's pixel
+shift as one such function; any callable with the same signature works.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+__all__ = ["Augment", "Jitter", "jitter"]
+
+Augment = Callable[[Any, torch.Generator], Any]
+
+
+@dataclass(frozen=True)
+class Jitter:
+    """Shift each image of `batch["x"]` (or of a tensor batch) by up to `max_shift` pixels."""
+
+    max_shift: int = 1
+    key: str = "x"
+
+    def __post_init__(self) -> None:
+        if int(self.max_shift) != self.max_shift or self.max_shift < 0:
+            raise ValueError(f"jitter max_shift must be an integer >= 0, got {self.max_shift!r}")
+
+    def __call__(self, batch: Any, generator: torch.Generator) -> Any:
+        if isinstance(batch, torch.Tensor):
+            return jitter(batch, self.max_shift, generator)
+        return {**batch, self.key: jitter(batch[self.key], self.max_shift, generator)}
+
+    def describe(self) -> str:
+        return f"jitter({self.max_shift})"
+
+
+def jitter(
+    x: torch.Tensor,
+    max_shift: int,
+    generator: torch.Generator | None = None,
+    shifts: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Translate each image by its own random integer (dx, dy) in [-max_shift, max_shift],
+    filling with zeros; one gather for the whole batch. `shifts` (2, N) fixes the offsets
+    (rows first), so that ranks of a distributed run can share one draw."""
+    if max_shift <= 0:
+        return x
+    if x.dim() != 4:
+        raise ValueError(f"jitter needs images (N, C, H, W), got shape {tuple(x.shape)}")
+    n, c, h, w = x.shape
+    s = int(max_shift)
+    if shifts is None:
+        shifts = torch.randint(-s, s + 1, (2, n), generator=generator)
+    shifts = shifts.to(x.device)
+    padded = torch.nn.functional.pad(x, (s, s, s, s))
+    rows = torch.arange(h, device=x.device)[None, :] + s - shifts[0][:, None]   # (n, h)
+    cols = torch.arange(w, device=x.device)[None, :] + s - shifts[1][:, None]   # (n, w)
+    batch = torch.arange(n, device=x.device)[:, None, None]
+    out = padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]]  # (n, h, w, c)
+    return out.permute(0, 3, 1, 2).contiguous()

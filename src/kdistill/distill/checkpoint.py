@@ -1,0 +1,60 @@
+"""Checkpoints: atomic torch saves and checked loading.
+
+A checkpoint is written to a temporary file and renamed over the old one (see kdistill.files),
+so a crash leaves the last good checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..files import atomic_write
+from .models import build_model
+
+__all__ = ["atomic_torch_save", "load_checkpoint", "load_model", "CheckpointError"]
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, unreadable or not one of ours."""
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
+    return atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+    """Load a kdistill checkpoint, turning every way it can be broken into one clear error."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises many types for a damaged zip/pickle
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"checkpoint {path} is corrupt or unreadable ({first[:200]})") \
+            from None
+    if not isinstance(ckpt, dict) or "model_state" not in ckpt or "format" not in ckpt:
+        raise CheckpointError(f"{path} is not a kdistill checkpoint (no model_state/format)")
+    return ckpt
+
+
+def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu",
+               ) -> tuple[nn.Module, dict]:
+    """Rebuild the model a checkpoint holds from its `model_spec` (any registered
+    architecture, `register_model` included) and load its weights: (model in eval mode, spec)."""
+    ckpt = load_checkpoint(path, map_location=map_location)
+    spec = ckpt.get("model_spec")
+    if not spec:
+        raise CheckpointError(f"{path} has no model_spec: cannot rebuild the model")
+    model = build_model(spec)
+    try:
+        model.load_state_dict(ckpt["model_state"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: weights do not fit its model_spec ({str(exc)[:160]})") \
+            from None
+    return model.eval(), spec
