@@ -6,6 +6,7 @@ import sys
 import torch
 import torch.distributed as dist
 
+from kdistill.distill.augment import Jitter
 from kdistill.distill.data import ArrayDataset
 from kdistill.distill.models import MLP
 from kdistill.distill.trainer import TrainConfig, train
@@ -20,7 +21,7 @@ def problem():
 
 def config():
     return TrainConfig(epochs=2, batch_size=32, optimizer="sgd", lr=0.1, momentum=0.9,
-                       jitter=1, seed=3, progress=False, device="cpu")
+                       seed=3, progress=False, device="cpu")
 
 
 def fresh_model():
@@ -31,7 +32,8 @@ def fresh_model():
 if __name__ == "__main__":
     torch.set_num_threads(1)
     dist.init_process_group("gloo")
-    result = train(fresh_model(), problem(), config(), out_dir=sys.argv[1] + "/run",
+    result = train(fresh_model(), problem(), config(), augment=Jitter(1),
+                   out_dir=sys.argv[1] + "/run",
                    log=lambda s: None)
     if dist.get_rank() == 0:
         torch.save(result.model.state_dict(), sys.argv[1] + "/ddp_weights.pt")

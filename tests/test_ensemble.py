@@ -49,7 +49,7 @@ def test_headline_temperature_is_chosen_on_validation(tiny):
     r, _, _ = tiny
     by_t = r["distilled_by_temperature"]
     assert set(by_t) == {"1", "4"}
-    best = max(by_t, key=lambda t: (by_t[t]["validation_accuracy"], -float(t)))
+    best = max(by_t, key=lambda t: (by_t[t]["val_accuracy"], -float(t)))
     assert r["temperature"] == float(best)
     assert r["distilled_accuracy"] == by_t[best]["test_accuracy"]
     gain = r["ensemble_accuracy"] - r["baseline_accuracy"]

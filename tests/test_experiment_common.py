@@ -9,7 +9,14 @@ import torch
 
 from kdistill.distill.models import build_model
 from kdistill.distill.trainer import TrainConfig
-from kdistill.experiments.common import fit_run, jsonable, mlp_spec, ms_per_1000, split_validation
+from kdistill.experiments.common import (
+    Recipe,
+    fit_run,
+    jsonable,
+    mlp_spec,
+    ms_per_1000,
+    split_validation,
+)
 
 
 def test_split_validation_is_a_disjoint_seeded_partition(blobs):
@@ -36,8 +43,8 @@ def test_jsonable_makes_plain_json():
 
 def test_fit_run_resumes_and_refuses_other_soft_targets(blobs, tmp_path):
     spec = mlp_spec(blobs, [8])
-    cfg = TrainConfig(epochs=2, batch_size=32, optimizer="adam", lr=1e-2, progress=False,
-                      temperature=2.0)
+    cfg = Recipe(TrainConfig(epochs=2, batch_size=32, optimizer="adam", lr=1e-2,
+                             progress=False), temperature=2.0)
     logits = torch.randn(len(blobs), 3, generator=torch.Generator().manual_seed(0))
     logs = []
     _, row = fit_run("r", spec, blobs, blobs, cfg, tmp_path, teacher_logits=logits,

@@ -32,7 +32,7 @@ def test_figures_follow_from_the_curves(tiny):
     assert r["hard_peak_epoch"] == int(np.argmax(curve)) + 1
     assert r["hard_final_accuracy"] == curve[-1]
     soft = r["soft_by_temperature"]
-    best = max(soft, key=lambda t: (soft[t]["validation_accuracy"], -float(t)))
+    best = max(soft, key=lambda t: (soft[t]["val_accuracy"], -float(t)))
     assert r["temperature"] == float(best)
     assert r["soft_final_accuracy"] == soft[best]["test_accuracy_curve"][-1]
     gap = r["full_data_accuracy"] - r["hard_peak_accuracy"]

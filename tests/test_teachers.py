@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -63,8 +64,26 @@ def test_cache_rebuilt_when_files_are_damaged(tmp_path):
     meta = json.loads((tmp_path / "meta.json").read_text())
     (tmp_path / "logits.npy").write_bytes(b"garbage")
     res = cached_teacher_logits(t, x, tmp_path)
-    assert res.rebuilt and res.reason == "cached logits unreadable"
+    assert res.rebuilt and res.reason == "cached logits do not match their checksum"
     assert json.loads((tmp_path / "meta.json").read_text()) == meta
+
+
+def test_cache_never_trusts_changed_bytes(tmp_path):
+    """One flipped byte, or another array of the same shape, is caught by the checksum."""
+    t, x = make_teacher(), torch.randn(20, 16)
+    good = cached_teacher_logits(t, x, tmp_path).logits.clone()
+    path = tmp_path / "logits.npy"
+    raw = bytearray(path.read_bytes())
+    raw[-3] ^= 0x01
+    path.write_bytes(bytes(raw))
+    res = cached_teacher_logits(t, x, tmp_path)
+    assert res.rebuilt and "checksum" in res.reason and torch.equal(res.logits, good)
+    np.save(path, np.zeros((20, 3), dtype=np.float32))
+    assert cached_teacher_logits(t, x, tmp_path).rebuilt
+    (tmp_path / "meta.json").write_bytes(b"\xff\xfe not utf-8")
+    assert cached_teacher_logits(t, x, tmp_path).reason == "cache metadata unreadable"
+    (tmp_path / "meta.json").write_text("[1, 2]")
+    assert cached_teacher_logits(t, x, tmp_path).reason == "cache metadata is not a JSON object"
 
 
 def test_callable_teacher_needs_a_key_and_nan_teacher_is_rejected(tmp_path):

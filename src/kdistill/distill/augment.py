@@ -63,3 +63,18 @@ def jitter(
     batch = torch.arange(n, device=x.device)[:, None, None]
     out = padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]]  # (n, h, w, c)
     return out.permute(0, 3, 1, 2).contiguous()
+
+
+def describe_augment(augment: Augment | None) -> str | None:
+    """A stable name for the run's identity: `describe()` if the augmentation has one, else its
+    qualified name (a lambda cannot be told apart from another: give it a describe())."""
+    if augment is None:
+        return None
+    describe = getattr(augment, "describe", None)
+    if callable(describe):
+        return str(describe())
+    fn = getattr(augment, "func", augment)  # functools.partial
+    name = f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', type(fn).__name__)}"
+    if fn is not augment:
+        name += f"{getattr(augment, 'args', ())}{getattr(augment, 'keywords', {})}"
+    return name

@@ -1,6 +1,11 @@
 """The teacher-logit cache: run the teacher once over the transfer set, store its logits on
 disk (memory-mapped on load), and reuse them only while a fingerprint of the teacher's weights,
-the data and the transform still matches. Anything else rebuilds; nothing is silently reused.
+the data, the transform and the stored bytes still matches. Anything else rebuilds; nothing is
+silently reused.
+
+The data may be a tensor, an ArrayDataset, a map-style Dataset or a DataLoader in a fixed
+order (tensor, tuple or dict batches); row i of the cache belongs to example i. To train from
+the cache with a DataLoader, its batches carry each example's `index`: `with_index(dataset)`.
 """
 
 from __future__ import annotations
@@ -8,17 +13,24 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, Dataset, SequentialSampler
 
 from ..files import atomic_write, atomic_write_json
-from .teachers import Teacher, fingerprint_module, fingerprint_tensor, run_teacher
+from .adapters import LogitsKey, batch_length, call_model, logits_of, split_batch, to_device
+from .data import ArrayDataset
+from .teachers import Teacher, fingerprint_module
 
-__all__ = ["CacheResult", "cached_teacher_logits"]
+__all__ = ["CacheResult", "cached_teacher_logits", "with_index", "IndexedDataset"]
+
+CACHE_FORMAT = 2
 
 
 @dataclass
@@ -29,9 +41,113 @@ class CacheResult:
     reason: str
 
 
+class IndexedDataset(Dataset):
+    """A map-style dataset whose items also say where they are: dict items gain an `index`
+    key; an (x, y) item becomes {"x": x, "labels": y, "index": i}."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, i: int) -> dict:
+        item = self.dataset[i]
+        if isinstance(item, Mapping):
+            return {**item, "index": i}
+        if isinstance(item, (tuple, list)):
+            out = {"x": item[0], "index": i}
+            if len(item) > 1:
+                out["labels"] = item[1]
+            return out
+        return {"x": item, "index": i}
+
+
+def with_index(dataset: Dataset) -> IndexedDataset:
+    return IndexedDataset(dataset)
+
+
+def _input_batches(data: Any, batch_size: int) -> Iterator[Any]:
+    """The model inputs of every example, in order, in batches."""
+    if isinstance(data, ArrayDataset):
+        data = data.x
+    if isinstance(data, torch.Tensor):
+        for i in range(0, len(data), batch_size):
+            yield data[i:i + batch_size]
+        return
+    if isinstance(data, DataLoader):
+        if not isinstance(data.sampler, SequentialSampler):
+            raise ValueError("the teacher cache needs its data in a fixed order: use a "
+                             "DataLoader with shuffle=False (or pass the Dataset)")
+        loader: Iterable = data
+    elif isinstance(data, Dataset) and hasattr(data, "__len__"):
+        loader = DataLoader(data, batch_size=batch_size, shuffle=False)
+    else:
+        raise ValueError(f"cannot cache teacher logits over {type(data).__name__}: pass a "
+                         "tensor, an ArrayDataset, a Dataset or a DataLoader")
+    for raw in loader:
+        yield split_batch(raw).inputs
+
+
+def _hash_inputs(h, inputs: Any) -> None:
+    if isinstance(inputs, torch.Tensor):
+        t = inputs.detach().cpu().contiguous()
+        h.update(f"{t.dtype}|{tuple(t.shape[1:])}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    elif isinstance(inputs, Mapping):
+        for k in sorted(inputs):
+            h.update(str(k).encode())
+            _hash_inputs(h, inputs[k])
+    else:
+        h.update(repr(inputs).encode())
+
+
+def fingerprint_data(data: Any, batch_size: int = 4096) -> tuple[str, int]:
+    """(SHA-256 over every input's dtype, shape and bytes in order, number of examples)."""
+    h = hashlib.sha256(b"kdistill-data")
+    n = 0
+    for inputs in _input_batches(data, batch_size):
+        _hash_inputs(h, inputs)
+        n += batch_length(inputs)
+    return h.hexdigest(), n
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@torch.no_grad()
+def _run_over(teacher: Teacher, data: Any, batch_size: int, device, progress: bool,
+              logits_key: LogitsKey) -> torch.Tensor:
+    was = teacher.training if isinstance(teacher, nn.Module) else None
+    if isinstance(teacher, nn.Module):
+        teacher.eval()
+        first = next(teacher.parameters(), None)
+        device = first.device if first is not None else device
+    chunks = []
+    batches: Iterable = _input_batches(data, batch_size)
+    if progress:
+        from tqdm import tqdm
+        batches = tqdm(batches, desc="teacher", unit="batch", leave=False)
+    try:
+        for inputs in batches:
+            out = call_model(teacher, to_device(inputs, device))
+            chunks.append(logits_of(out, logits_key).float().cpu())
+    finally:
+        if was:
+            teacher.train()
+    if not chunks:
+        raise ValueError("cannot run a teacher on an empty data set")
+    return torch.cat(chunks)
+
+
 def cached_teacher_logits(
     teacher: Teacher,
-    x: torch.Tensor,
+    data: Any,
     cache_dir: str | os.PathLike,
     *,
     transform: str = "identity",
@@ -39,12 +155,13 @@ def cached_teacher_logits(
     batch_size: int = 1024,
     device: str | torch.device = "cpu",
     progress: bool = False,
+    logits_key: LogitsKey = None,
 ) -> CacheResult:
-    """Teacher logits on `x`, from `cache_dir` if its fingerprint matches, else computed and
-    written there (logits.npy, memory-mapped on load, plus meta.json).
+    """Teacher logits on every example of `data`, from `cache_dir` if everything still matches,
+    else computed and written there (logits.npy, memory-mapped on load, plus meta.json).
 
-    `transform` names any preprocessing applied to `x` before the teacher sees it; `teacher_key`
-    identifies a callable teacher that has no weights to hash.
+    `transform` names any preprocessing the data set applies that its bytes do not show;
+    `teacher_key` identifies a callable teacher that has no weights to hash.
     """
     cache_dir = Path(cache_dir)
     if isinstance(teacher, nn.Module):
@@ -53,30 +170,29 @@ def cached_teacher_logits(
         teacher_fp = hashlib.sha256(teacher_key.encode()).hexdigest()
     else:
         raise ValueError("a callable teacher has no weights to fingerprint: pass teacher_key")
-    want = {
-        "format": 1,
-        "teacher": teacher_fp,
-        "data": fingerprint_tensor(x),
-        "transform": transform,
-        "n": len(x),
-    }
+    data_fp, n = fingerprint_data(data)
+    want = {"format": CACHE_FORMAT, "teacher": teacher_fp, "data": data_fp,
+            "transform": transform, "n": n}
     meta_path, array_path = cache_dir / "meta.json", cache_dir / "logits.npy"
     reason = _mismatch(meta_path, array_path, want)
     if reason is None:
         arr = np.load(array_path, mmap_mode="c")
         return CacheResult(torch.from_numpy(arr), array_path, False, "fingerprint matches")
 
-    logits = run_teacher(teacher, x, batch_size=batch_size, device=device, progress=progress)
+    logits = _run_over(teacher, data, batch_size, device, progress, logits_key)
+    if len(logits) != n:
+        raise ValueError(f"the teacher gave {len(logits)} rows of logits for {n} examples")
     if not torch.isfinite(logits).all():
         bad = int((~torch.isfinite(logits)).any(dim=1).sum())
-        raise ValueError(f"the teacher produced NaN or infinite logits on {bad} of {len(x)} inputs")
+        raise ValueError(f"the teacher produced NaN or infinite logits on {bad} of {n} inputs")
     cache_dir.mkdir(parents=True, exist_ok=True)
-    # The array first, then the meta that vouches for it: a crash between the two leaves a meta
-    # that does not match, so the next run rebuilds.
+    # The array first, then the meta that vouches for it (with the array's checksum): a crash
+    # between the two leaves a meta that does not match, so the next run rebuilds.
     if meta_path.exists():
         meta_path.unlink()
     atomic_write(array_path, lambda tmp: _save_npy(tmp, logits.numpy()))
-    atomic_write_json(meta_path, {**want, "shape": list(logits.shape)})
+    atomic_write_json(meta_path, {**want, "shape": list(logits.shape),
+                                  "sha256": _sha256_file(array_path)})
     arr = np.load(array_path, mmap_mode="c")
     return CacheResult(torch.from_numpy(arr), array_path, True, reason)
 
@@ -93,18 +209,24 @@ def _mismatch(meta_path: Path, array_path: Path, want: dict) -> str | None:
     if not meta_path.is_file() or not array_path.is_file():
         return "no cache yet"
     try:
-        have = json.loads(meta_path.read_text())
-    except (OSError, json.JSONDecodeError):
+        have = json.loads(meta_path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return "cache metadata unreadable"
-    for key, what in (("teacher", "teacher weights changed"), ("data", "data changed"),
-                      ("transform", "transform changed"), ("format", "cache format changed"),
+    if not isinstance(have, dict):
+        return "cache metadata is not a JSON object"
+    for key, what in (("format", "cache format changed"), ("teacher", "teacher weights changed"),
+                      ("data", "data changed"), ("transform", "transform changed"),
                       ("n", "data size changed")):
         if have.get(key) != want[key]:
             return what
     try:
+        if _sha256_file(array_path) != have.get("sha256"):
+            return "cached logits do not match their checksum"
         arr = np.load(array_path, mmap_mode="r")
     except (OSError, ValueError):
         return "cached logits unreadable"
     if list(arr.shape) != have.get("shape") or arr.shape[0] != want["n"]:
         return "cached logits have the wrong shape"
+    if not np.isfinite(arr).all():
+        return "cached logits hold NaN or infinite values"
     return None

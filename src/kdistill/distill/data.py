@@ -48,10 +48,20 @@ class ArrayDataset:
     name: str = "data"
 
     def __post_init__(self) -> None:
-        if self.y is not None and len(self.y) != len(self.x):
-            raise ValueError(f"{self.name}: {len(self.x)} inputs but {len(self.y)} labels")
+        # Accept what users have: numpy arrays, float64 inputs, labels of any integer dtype.
+        if not isinstance(self.x, torch.Tensor):
+            self.x = torch.as_tensor(np.asarray(self.x))
+        if self.x.dtype == torch.float64:
+            self.x = self.x.float()
+        if self.x.dim() == 0:
+            raise ValueError(f"{self.name}: inputs must have a batch dimension, got a scalar")
         if self.y is not None:
+            if not isinstance(self.y, torch.Tensor):
+                self.y = torch.as_tensor(np.asarray(self.y))
+            if len(self.y) != len(self.x):
+                raise ValueError(f"{self.name}: {len(self.x)} inputs but {len(self.y)} labels")
             check_labels(self.y, self.num_classes, self.name)
+            self.y = self.y.long()
 
     def __len__(self) -> int:
         return len(self.x)
@@ -80,14 +90,25 @@ class DataSplits:
     source: str
 
 
-def check_labels(y: torch.Tensor, num_classes: int, what: str = "labels") -> None:
-    if y.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
-        raise ValueError(f"{what}: labels must be integers, got {y.dtype}")
+def check_labels(y, num_classes: int, what: str = "labels") -> None:
+    """Labels are integers (any width, torch or numpy) in [0, num_classes - 1], one per row."""
+    if not isinstance(y, torch.Tensor):
+        y = torch.as_tensor(np.asarray(y))
+    if y.dtype == torch.bool or y.is_floating_point() or y.is_complex():
+        dtype = str(y.dtype).replace("torch.", "")
+        raise ValueError(f"{what}: labels must be integers, got {dtype}")
+    if y.dim() != 1:
+        raise ValueError(f"{what}: labels must be one integer per example, got shape "
+                         f"{tuple(y.shape)}")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)):
+        raise ValueError(f"{what}: num_classes must be an integer >= 2, got {num_classes!r}")
     if len(y) and (int(y.min()) < 0 or int(y.max()) >= num_classes):
         raise ValueError(
             f"{what}: labels must lie in [0, {num_classes - 1}], "
             f"found range [{int(y.min())}, {int(y.max())}]"
         )
+    if num_classes < 2:
+        raise ValueError(f"{what}: num_classes must be an integer >= 2, got {num_classes!r}")
 
 
 # ----------------------------------------------------------------------------- IDX files

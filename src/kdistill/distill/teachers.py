@@ -15,6 +15,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from .adapters import logits_of, to_device
+
 __all__ = [
     "Teacher",
     "COMBINE_RULES",
@@ -84,6 +86,7 @@ def run_teacher(
     batch_size: int = 1024,
     device: str | torch.device = "cpu",
     progress: bool = False,
+    logits_key=None,
 ) -> torch.Tensor:
     """Teacher logits for all of `x` as float32 on the CPU: eval mode (a dropout net acts as its
     mean network), no autograd, in batches; the module's train/eval mode is restored after."""
@@ -101,9 +104,7 @@ def run_teacher(
                 from tqdm import tqdm
                 starts = tqdm(starts, desc="teacher", unit="batch", leave=False)
             for i in starts:
-                out = teacher(x[i:i + batch_size].to(device))
-                if not isinstance(out, torch.Tensor):
-                    raise TypeError(f"the teacher must return a logits tensor, got {type(out)}")
+                out = logits_of(teacher(to_device(x[i:i + batch_size], device)), logits_key)
                 chunks.append(out.float().cpu())
     finally:
         if was_training:

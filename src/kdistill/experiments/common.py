@@ -11,13 +11,17 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from ..distill import methods
+from ..distill.augment import Jitter
 from ..distill.data import ArrayDataset
+from ..distill.methods import Method
 from ..distill.models import build_model, count_parameters
 from ..distill.teachers import fingerprint_module, fingerprint_tensor
 from ..distill.trainer import TrainConfig, predict_logits, train
@@ -25,7 +29,7 @@ from ..files import atomic_write_json, atomic_write_text
 from .reporting import save_figure
 
 __all__ = ["fit_run", "split_validation", "ms_per_1000", "jsonable", "write_outputs",
-           "mlp_spec", "provenance_lines", "build_config", "train_config"]
+           "mlp_spec", "provenance_lines", "build_config", "train_config", "Recipe"]
 
 
 def mlp_spec(data: ArrayDataset, hidden: list[int] | tuple[int, ...],
@@ -47,27 +51,60 @@ def build_config(cls, dataset: str, dataset_defaults: dict, overrides: dict, wha
     return cls(**merged)
 
 
-def train_config(cfg, epochs: int, **overrides) -> TrainConfig:
-    """The TrainConfig every reproduction uses: the experiment config's batch size, optimizer,
-    lr, seed, device and progress, a cosine schedule, and `overrides` on top."""
+@dataclass
+class Recipe:
+    """What one reproduction run trains with: how to optimize (`config`), and what to learn
+    from -- the KD method's temperature and weights when there is a teacher (cross-entropy on
+    the labels when there is none) -- and the online pixel jitter, if any."""
+
+    config: TrainConfig
+    temperature: float = 1.0
+    soft_weight: float = 1.0
+    hard_weight: float = 1.0
+    loss: str = "kd"            # kd | logit_matching
+    jitter: int = 0
+
+    def method(self, distilling: bool) -> Method:
+        if not distilling:
+            return methods.get("ce")
+        if self.loss == "logit_matching":
+            return methods.get("logit_matching", soft_weight=self.soft_weight,
+                               hard_weight=self.hard_weight)
+        return methods.get("kd", temperature=self.temperature, soft_weight=self.soft_weight,
+                           hard_weight=self.hard_weight)
+
+    def augment(self) -> Jitter | None:
+        return Jitter(self.jitter) if self.jitter else None
+
+
+_RECIPE_FIELDS = ("temperature", "soft_weight", "hard_weight", "loss", "jitter")
+
+
+def train_config(cfg, epochs: int, **overrides) -> Recipe:
+    """The recipe every reproduction uses: the experiment config's batch size, optimizer, lr,
+    seed, device and progress, a cosine schedule, and `overrides` on top (TrainConfig fields,
+    or the method's temperature / soft_weight / hard_weight / loss and the jitter)."""
+    recipe = {k: overrides.pop(k) for k in _RECIPE_FIELDS if k in overrides}
     fields = {"batch_size": cfg.batch_size, "optimizer": cfg.optimizer, "lr": cfg.lr,
               "schedule": "cosine", "seed": cfg.seed, "device": cfg.device,
               "progress": cfg.progress}
-    return TrainConfig(epochs=epochs, **{**fields, **overrides})
+    return Recipe(TrainConfig(epochs=epochs, **{**fields, **overrides}), **recipe)
 
 
-def fit_run(name: str, spec: dict, data: ArrayDataset, eval_data: ArrayDataset | None,
-            tcfg: TrainConfig, out: Path, *, teacher_logits: torch.Tensor | None = None,
+def fit_run(name: str, spec: dict, data: ArrayDataset, test_data: ArrayDataset | None,
+            recipe: Recipe, out: Path, *, teacher_logits: torch.Tensor | None = None,
             teacher: nn.Module | None = None, init_seed: int = 0, model: nn.Module | None = None,
+            val_data: ArrayDataset | None = None,
             eval_extra: dict[str, ArrayDataset] | None = None, resume: bool = True,
             extra: dict | None = None, log: Callable[[str], None] = print,
             ) -> tuple[nn.Module, dict]:
     """Train one run (resuming its checkpoint) and return (model, row).
 
     The model is built from `spec` with torch seed `init_seed`, unless `model` is given (e.g. a
-    specialist initialized from a generalist; its origin then belongs in `extra`). The row has
-    the last epoch's metrics, `parameters`, `train_seconds` (summed over epochs, so it stays
-    right across resumed invocations) and per-epoch curves.
+    specialist initialized from a generalist; its origin then belongs in `extra`). `test_data`
+    is reported as `test_*`; `val_data`, the set settings are chosen on, as `val_*`. The row
+    has the last epoch's metrics, `parameters`, `train_seconds` (summed over epochs, so it
+    stays right across resumed invocations) and per-epoch curves.
     """
     ident = dict(extra or {})
     if teacher_logits is not None:
@@ -77,17 +114,22 @@ def fit_run(name: str, spec: dict, data: ArrayDataset, eval_data: ArrayDataset |
     if model is None:
         torch.manual_seed(init_seed)
         model = build_model(spec)
-    log(f"[{name}] {count_parameters(model):,} parameters, {tcfg.epochs} epochs, "
+    log(f"[{name}] {count_parameters(model):,} parameters, {recipe.config.epochs} epochs, "
         f"{len(data):,} examples")
-    result = train(model, data, tcfg, teacher=teacher, teacher_logits=teacher_logits,
-                   eval_data=eval_data,
-                   eval_extra=eval_extra, out_dir=out / "runs" / name, resume=resume,
-                   model_spec=spec, extra=ident, log=lambda s: log(f"[{name}] {s}"))
+    sets = dict(eval_extra or {})
+    if test_data is not None:
+        sets = {"test": test_data, **sets}
+    distilling = teacher is not None or teacher_logits is not None
+    result = train(model, data, recipe.config, method=recipe.method(distilling),
+                   teacher=teacher, teacher_logits=teacher_logits, augment=recipe.augment(),
+                   val_data=val_data, eval_sets=sets, out_dir=out / "runs" / name,
+                   resume=resume, model_spec=spec, extra=ident,
+                   log=lambda s: log(f"[{name}] {s}"))
     row = dict(result.final)
     row["parameters"] = count_parameters(result.model)
     row["train_seconds"] = round(sum(r["seconds"] for r in result.history), 1)
     row["curve"] = [r.get("test_errors") for r in result.history]
-    for prefix in ("test", *(eval_extra or {})):
+    for prefix in ("test", "val", *(eval_extra or {})):
         key = f"{prefix}_accuracy"
         if key in result.history[-1]:
             row[f"{prefix}_accuracy_curve"] = [r[key] for r in result.history]

@@ -28,8 +28,9 @@ from ..distill.data import ArrayDataset, load_dataset
 from ..distill.losses import check_temperature, check_weights
 from ..distill.metrics import classification_metrics
 from ..distill.teachers import COMBINE_RULES, combine_members, run_teacher
-from ..distill.trainer import TrainConfig, resolve_device
+from ..distill.trainer import resolve_device
 from .common import (
+    Recipe,
     build_config,
     fit_run,
     jsonable,
@@ -129,13 +130,13 @@ def run(cfg: EnsembleConfig, log: Callable[[str], None] = print) -> dict:
     student_spec = mlp_spec(fit, cfg.hidden, hidden_dropout=cfg.hidden_dropout
                             if cfg.student_dropout is None else cfg.student_dropout)
 
-    def tcfg(epochs: int, seed: int, **kw) -> TrainConfig:
+    def tcfg(epochs: int, seed: int, **kw) -> Recipe:
         return train_config(cfg, epochs, seed=seed, **kw)
 
     def fit_one(name, data, config, init_seed, teacher_logits=None, extra=None, student=False):
         return fit_run(name, student_spec if student else spec, data, test, config, out,
                        teacher_logits=teacher_logits,
-                       init_seed=cfg.seed * 7919 + init_seed, eval_extra={"validation": val},
+                       init_seed=cfg.seed * 7919 + init_seed, val_data=val,
                        resume=not cfg.fresh, extra=extra, log=log)
 
     # 1. The members: same recipe, own seed (initialization, batch order, dropout masks).
@@ -180,7 +181,7 @@ def run(cfg: EnsembleConfig, log: Callable[[str], None] = print) -> dict:
                                   soft_weight=cfg.soft_weight, hard_weight=cfg.hard_weight),
                              2, teacher_logits=soft, student=True)
         distilled[t], distilled_models[t] = row, model
-    best_t = max(sorted(distilled), key=lambda t: distilled[t]["validation_accuracy"])
+    best_t = max(sorted(distilled), key=lambda t: distilled[t]["val_accuracy"])
 
     # 3. Self-distillation: a fresh, independently initialized model of the same architecture
     # taught by member 0 alone, at the T chosen above.
@@ -304,7 +305,7 @@ def _pct(v: float | None) -> str:
 def _row(r: dict | None) -> dict | None:
     if r is None:
         return None
-    keep = ("test_accuracy", "test_nll", "test_ece", "validation_accuracy", "validation_nll",
+    keep = ("test_accuracy", "test_nll", "test_ece", "val_accuracy", "val_nll",
             "parameters", "train_seconds", "test_accuracy_curve")
     return {k: r[k] for k in keep if k in r}
 
@@ -333,7 +334,7 @@ def render_markdown(r: dict, png_name: str) -> str:
         rows.append([f"self-distilled from member 0, T = {r['temperature']:g}",
                      pct(r["self_distilled_accuracy"]), f"{r['self_distilled_nll']:.4f}",
                      r["single_parameters"], f"{ms1:.2f}"])
-    val = [[t, pct(row["validation_accuracy"])]
+    val = [[t, pct(row["val_accuracy"])]
            for t, row in r["distilled_by_temperature"].items()]
     gain = r["gain_recovered"]
     arch = "-".join(map(str, r["model"]["hidden"]))

@@ -30,9 +30,9 @@ from ..distill.data import ArrayDataset, DataSplits, load_dataset
 from ..distill.losses import check_temperature, check_weights
 from ..distill.metrics import classification_metrics
 from ..distill.teachers import combine_members, run_teacher
-from ..distill.trainer import TrainConfig, resolve_device
+from ..distill.trainer import resolve_device
 from ..files import atomic_write_json, atomic_write_text
-from .common import build_config, fit_run, jsonable, train_config
+from .common import Recipe, build_config, fit_run, jsonable, train_config
 from .reporting import markdown_table, provenance, save_figure
 
 __all__ = ["HintonMnistConfig", "TEACHER_RECIPES", "run", "defaults_for"]
@@ -229,12 +229,13 @@ class _Runner:
                     num_classes=self.splits.train.num_classes)
         return spec
 
-    def _config(self, epochs: int, **overrides) -> TrainConfig:
+    def _config(self, epochs: int, **overrides) -> Recipe:
         return train_config(self.cfg, epochs, **overrides)
 
-    def _train(self, name: str, spec: dict, data: ArrayDataset, eval_data: ArrayDataset,
-               tcfg: TrainConfig, teacher_logits=None, model_seed: int = 0):
-        return fit_run(name, spec, data, eval_data, tcfg, self.out,
+    def _train(self, name: str, spec: dict, data: ArrayDataset, recipe: Recipe, *,
+               test: ArrayDataset | None = None, val: ArrayDataset | None = None,
+               teacher_logits=None, model_seed: int = 0):
+        return fit_run(name, spec, data, test, recipe, self.out, val_data=val,
                        teacher_logits=teacher_logits, init_seed=self.cfg.seed * 7919 + model_seed,
                        resume=not self.cfg.fresh, log=self.log)
 
@@ -247,13 +248,14 @@ class _Runner:
         val = self.splits.train.subset(val_idx, "validation")
         chosen = {}
         for recipe in candidates:
-            _, row = self._train(f"select-{recipe}", self.teacher_spec(recipe), fit, val,
+            _, row = self._train(f"select-{recipe}", self.teacher_spec(recipe), fit,
                                  self._config(self.cfg.teacher_epochs,
-                                              **TEACHER_RECIPES[recipe][1]), model_seed=1)
-            chosen[recipe] = {"validation_errors": row["test_errors"],
+                                              **TEACHER_RECIPES[recipe][1]), val=val,
+                                 model_seed=1)
+            chosen[recipe] = {"validation_errors": row["val_errors"],
                               "validation_size": len(val),
                               "train_seconds": row["train_seconds"],
-                              "validation_accuracy": row["test_accuracy"]}
+                              "validation_accuracy": row["val_accuracy"]}
         return chosen
 
     def fit_teacher_members(self, recipe: str, n: int):
@@ -262,10 +264,10 @@ class _Runner:
         models, rows = [], []
         for i in range(n):
             tcfg = self._config(self.cfg.teacher_epochs, **TEACHER_RECIPES[recipe][1])
-            tcfg.seed = self.cfg.seed + i
+            tcfg.config.seed = self.cfg.seed + i
             model, row = self._train(_member_name(recipe, i),
-                                     self.teacher_spec(recipe), self.splits.train,
-                                     self.splits.test, tcfg, model_seed=1 + 1000 * i)
+                                     self.teacher_spec(recipe), self.splits.train, tcfg,
+                                     test=self.splits.test, model_seed=1 + 1000 * i)
             models.append(model)
             rows.append(row)
         return models, rows
@@ -281,7 +283,7 @@ class _Runner:
                                 soft_weight=self.cfg.soft_weight,
                                 hard_weight=self.cfg.hard_weight)
         # Every student of one width starts from the same initial weights.
-        return self._train(name, spec, self.splits.train, self.splits.test, tcfg,
+        return self._train(name, spec, self.splits.train, tcfg, test=self.splits.test,
                            teacher_logits=teacher_logits, model_seed=2 + hidden)[1]
 
 

@@ -27,8 +27,9 @@ import torch
 from ..distill.cache import cached_teacher_logits
 from ..distill.data import load_dataset
 from ..distill.losses import check_temperature, check_weights
-from ..distill.trainer import TrainConfig, evaluate, resolve_device
+from ..distill.trainer import evaluate, resolve_device
 from .common import (
+    Recipe,
     build_config,
     fit_run,
     jsonable,
@@ -113,7 +114,7 @@ def run(cfg: SoftRegularizerConfig, log: Callable[[str], None] = print) -> dict:
     spec = mlp_spec(fit, cfg.hidden, hidden_dropout=cfg.hidden_dropout)
     resume = not cfg.fresh
 
-    def tcfg(epochs: int, batch: int, **kw) -> TrainConfig:
+    def tcfg(epochs: int, batch: int, **kw) -> Recipe:
         return train_config(cfg, epochs, batch_size=batch, **kw)
 
     # 1. The full-data model: the reference row and the teacher.
@@ -131,18 +132,17 @@ def run(cfg: SoftRegularizerConfig, log: Callable[[str], None] = print) -> dict:
             teacher_kw = {"teacher": teacher}
         elif "temperature" in kw:
             teacher_kw = {"teacher_logits": logits}
-        extra_eval = {"train": small, "validation": val}
         return fit_run(name, spec, small, test,
                        tcfg(cfg.small_epochs, cfg.small_batch_size, **kw), out,
-                       init_seed=cfg.seed * 7919 + 2, eval_extra=extra_eval, resume=resume,
-                       log=log, **teacher_kw)
+                       init_seed=cfg.seed * 7919 + 2, val_data=val, eval_extra={"train": small},
+                       resume=resume, log=log, **teacher_kw)
 
     # 2. Hard labels only: it overfits.
     _, hard = small_run("small-hard", hard_weight=1.0)
     # 3. Soft targets at each T; the headline T is the best on validation at the last epoch.
     soft = {t: small_run(f"small-soft-T{t:g}", temperature=t, soft_weight=cfg.soft_weight,
                          hard_weight=cfg.hard_weight)[1] for t in sorted(cfg.temperatures)}
-    best_t = max(sorted(soft), key=lambda t: soft[t]["validation_accuracy"])
+    best_t = max(sorted(soft), key=lambda t: soft[t]["val_accuracy"])
     head = soft[best_t]
     # 4. Optional: the same with jittered images (teacher run online on them).
     jittered = {}
@@ -155,7 +155,7 @@ def run(cfg: SoftRegularizerConfig, log: Callable[[str], None] = print) -> dict:
 
     curve = hard["test_accuracy_curve"]
     peak_epoch = int(np.argmax(curve)) + 1
-    val_epoch = int(np.argmax(hard["validation_accuracy_curve"])) + 1
+    val_epoch = int(np.argmax(hard["val_accuracy_curve"])) + 1
     full_acc, peak = full_row["test_accuracy"], curve[peak_epoch - 1]
     gap = full_acc - peak
     results = {
@@ -207,7 +207,7 @@ def run(cfg: SoftRegularizerConfig, log: Callable[[str], None] = print) -> dict:
 
 
 def _row(r: dict) -> dict:
-    keep = ("test_accuracy", "train_accuracy", "validation_accuracy", "test_nll",
+    keep = ("test_accuracy", "train_accuracy", "val_accuracy", "test_nll",
             "train_seconds", "test_accuracy_curve", "train_accuracy_curve")
     return {k: r[k] for k in keep if k in r}
 
@@ -236,7 +236,7 @@ def render_markdown(r: dict, png_name: str) -> str:
                  [f"soft targets, {100 * r['fraction']:g}%, T = {t:g}, {j}-pixel jitter "
                   "(teacher online)", pct(r["jittered"]["soft"]["train_accuracy"]),
                   pct(r["jittered"]["soft"]["test_accuracy"]), "last epoch"]]
-    temps = [[k, pct(v["validation_accuracy"]), pct(v["test_accuracy"])]
+    temps = [[k, pct(v["val_accuracy"]), pct(v["test_accuracy"])]
              for k, v in r["soft_by_temperature"].items()]
     gap = r["gap_recovered"]
     arch = "-".join(map(str, r["model"]["hidden"]))

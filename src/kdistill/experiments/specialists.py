@@ -37,6 +37,7 @@ from ..distill.models import MLP
 from ..distill.teachers import fingerprint_module, run_teacher
 from ..distill.trainer import TrainConfig, resolve_device
 from .common import (
+    Recipe,
     build_config,
     fit_run,
     jsonable,
@@ -214,7 +215,7 @@ def _probs(model: nn.Module, x: torch.Tensor, device: torch.device) -> np.ndarra
 
 
 def train_specialists(generalist: MLP, spec: dict, subsets: list[np.ndarray],
-                      fit: ArrayDataset, val: ArrayDataset, tcfg: TrainConfig, out: Path, *,
+                      fit: ArrayDataset, val: ArrayDataset, tcfg: Recipe, out: Path, *,
                       name: str, special_fraction: float = 0.5, sample_seed: int = 0,
                       resume: bool = True, log: Callable[[str], None] = print,
                       ) -> tuple[list[nn.Module], list[dict]]:
@@ -241,8 +242,8 @@ def train_specialists(generalist: MLP, spec: dict, subsets: list[np.ndarray],
         extra = {"generalist": origin, "subset": [int(c) for c in subset],
                  "special_fraction": special_fraction, "sample_seed": sample_seed * 1000 + m,
                  "init": "generalist+lstsq-dustbin"}
-        model, row = fit_run(f"{name}-m{m}", {**spec, "num_classes": k}, data, val_m, tcfg, out,
-                             model=model, extra=extra, resume=resume, log=log)
+        model, row = fit_run(f"{name}-m{m}", {**spec, "num_classes": k}, data, None, tcfg, out,
+                             val_data=val_m, model=model, extra=extra, resume=resume, log=log)
         row["train_size"] = len(data)
         models.append(model)
         rows.append(row)
@@ -335,10 +336,10 @@ def _evaluate(pg: np.ndarray, pms: list[np.ndarray], subsets: list[np.ndarray],
 # ----------------------------------------------------------------------------- protocol
 
 
-def _train_config(cfg: SpecialistsConfig, seed: int, epochs: int, lr: float) -> TrainConfig:
-    return TrainConfig(epochs=epochs, batch_size=cfg.batch_size, optimizer="adam", lr=lr,
-                       schedule="cosine", hard_weight=1.0, seed=seed, device=cfg.device,
-                       progress=cfg.progress)
+def _train_config(cfg: SpecialistsConfig, seed: int, epochs: int, lr: float) -> Recipe:
+    return Recipe(TrainConfig(epochs=epochs, batch_size=cfg.batch_size, optimizer="adam", lr=lr,
+                              schedule="cosine", seed=seed, device=cfg.device,
+                              progress=cfg.progress))
 
 
 def _run_seed(cfg: SpecialistsConfig, splits: DataSplits, seed: int, out: Path,
@@ -349,9 +350,9 @@ def _run_seed(cfg: SpecialistsConfig, splits: DataSplits, seed: int, out: Path,
     test = splits.test
     spec = mlp_spec(fit, cfg.hidden)
     arch = "x".join(map(str, cfg.hidden))
-    generalist, g_row = fit_run(f"generalist-{arch}-s{seed}", spec, fit, val,
+    generalist, g_row = fit_run(f"generalist-{arch}-s{seed}", spec, fit, None,
                                 _train_config(cfg, seed, cfg.generalist_epochs, cfg.lr), out,
-                                init_seed=seed, resume=not cfg.fresh, log=log)
+                                val_data=val, init_seed=seed, resume=not cfg.fresh, log=log)
     subsets = sp.find_confusable_subsets(_probs(generalist, fit.x, device), cfg.num_subsets,
                                          cfg.subset_size, seed=seed)
     names = fit.class_names or [str(c) for c in range(fit.num_classes)]
@@ -397,9 +398,9 @@ def _run_seed(cfg: SpecialistsConfig, splits: DataSplits, seed: int, out: Path,
         "test": test_eval,
         "combine_seconds": round(time.perf_counter() - t0, 2),
         "generalist": {k: v for k, v in g_row.items() if not k.endswith("curve")},
-        "generalist_validation_curve": g_row.get("test_accuracy_curve"),
+        "generalist_validation_curve": g_row.get("val_accuracy_curve"),
         "specialists": [{"train_size": r["train_size"], "validation_accuracy":
-                         r["test_accuracy"], "train_seconds": r["train_seconds"]} for r in rows],
+                         r["val_accuracy"], "train_seconds": r["train_seconds"]} for r in rows],
         "compute_seconds": g_row["train_seconds"] + sum(r["train_seconds"] for r in rows_all),
     }
 

@@ -39,6 +39,7 @@ import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
+from ..distill import methods
 from ..distill.checkpoint import CheckpointError, atomic_torch_save, load_checkpoint
 from ..distill.data import ArrayDataset
 from ..distill.models import build_model, count_parameters
@@ -246,11 +247,14 @@ class MimicClassifier(ClassifierMixin, BaseEstimator):
         model = build_model(spec)
         cfg = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, optimizer="adam",
                           lr=float(self.lr), weight_decay=float(self.weight_decay),
-                          schedule="cosine", temperature=1.0, soft_weight=1.0,
-                          hard_weight=1.0 if targets is None else 0.0,
-                          seed=self.random_state, device=self.device, progress=False)
+                          schedule="cosine", seed=self.random_state, device=self.device,
+                          progress=False)
         data = ArrayDataset(inputs, labels, len(classes), name="transfer set")
-        result = train(model, data, cfg, teacher_logits=targets, log=lambda _: None)
+        # The ensemble's probabilities at T = 1 as soft targets, or its hard labels.
+        method = (methods.get("kd", temperature=1.0, soft_weight=1.0, hard_weight=0.0)
+                  if targets is not None else methods.get("ce"))
+        result = train(model, data, cfg, method=method, teacher_logits=targets,
+                       log=lambda _: None)
         self.model_ = result.model.cpu().eval()
         self.model_spec_ = spec
         self.encoder_ = encoder

@@ -1,0 +1,88 @@
+"""What a distillation method is: a small nn.Module that names the outputs it needs, owns any
+trainable parts, and turns student and teacher outputs into named loss terms.
+
+The trainer sums the terms, logs each per epoch and checks each for NaN. A term is either a
+vector of per-example losses (the trainer sums it and divides by the global batch size, which
+keeps several ranks exactly equal to one process) or a scalar mean over the local batch (for
+relation-based losses that only exist per batch).
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+__all__ = ["Outputs", "Method", "check_positive", "check_nonneg"]
+
+
+@dataclass
+class Outputs:
+    """A model's outputs on one batch: logits and the features of the layers a method named."""
+
+    logits: torch.Tensor
+    features: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class Method(nn.Module):
+    """Base of every method. Subclasses set `name`, store each constructor argument under its own
+    name (that is how `describe` records them), and implement `forward`."""
+
+    name: ClassVar[str] = ""
+    needs_teacher: ClassVar[bool] = True     # False: trains on labels alone (e.g. "ce")
+    needs_labels: ClassVar[bool] = False     # True: refuses an unlabelled transfer set
+
+    def student_layers(self) -> list[str]:
+        """Module names of the student whose outputs `forward` reads from `student.features`."""
+        return []
+
+    def teacher_layers(self) -> list[str]:
+        return []
+
+    def setup(self, student: Outputs, teacher: Outputs | None) -> None:
+        """Called once on a probe batch before the optimizer is built: create trainable parts
+        whose sizes depend on the models (a FitNets regressor)."""
+
+    def forward(self, student: Outputs, teacher: Outputs | None, batch: Any,
+                ) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def describe(self) -> dict:
+        """The method's identity: its registry name and constructor arguments (JSON types). It
+        goes into the run's checkpoint so a resume cannot change the method silently."""
+        params = {}
+        for p in list(inspect.signature(type(self).__init__).parameters)[1:]:
+            if hasattr(self, p):
+                v = getattr(self, p)
+                params[p] = list(v) if isinstance(v, tuple) else v
+        return {"name": self.name or type(self).__name__, **params}
+
+
+def check_positive(name: str, value: Any, method: str) -> float:
+    v = _number(name, value, method)
+    if not v > 0:
+        raise ValueError(f"{method}: {name} must be a finite number > 0, got {value!r}")
+    return v
+
+
+def check_nonneg(name: str, value: Any, method: str) -> float:
+    v = _number(name, value, method)
+    if v < 0:
+        raise ValueError(f"{method}: {name} must be a finite number >= 0, got {value!r}")
+    return v
+
+
+def _number(name: str, value: Any, method: str) -> float:
+    if isinstance(value, bool):
+        raise ValueError(f"{method}: {name} must be a number, got {value!r}")
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{method}: {name} must be a number, got {value!r}") from None
+    if not math.isfinite(v):
+        raise ValueError(f"{method}: {name} must be finite, got {value!r}")
+    return v

@@ -1,0 +1,58 @@
+"""Hinton, Vinyals & Dean (2015): match the teacher's softened distribution.
+
+    soft = T^2 * KL(softmax(v / T) || softmax(z / T)),   hard = CE(z, y) at T = 1
+    loss = soft_weight * soft + hard_weight * hard      (hard only where labels exist)
+
+With `standardize=True` both sides' logits are z-scored per example first (Sun et al. 2024,
+"Logit Standardization in Knowledge Distillation"), so the student matches the teacher's
+logit *relations* rather than their scale; T then acts on standardized logits.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..losses import soft_target_loss
+from .base import Method, Outputs, check_nonneg, check_positive
+
+__all__ = ["KD", "standardize_logits"]
+
+
+def standardize_logits(z: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
+    """(z - mean) / std per example (population std); a constant row maps to zeros."""
+    z = z.float()
+    centered = z - z.mean(dim=-1, keepdim=True)
+    return centered / (centered.pow(2).mean(dim=-1, keepdim=True).sqrt() + eps)
+
+
+class KD(Method):
+    name = "kd"
+
+    def __init__(self, temperature: float = 4.0, soft_weight: float = 1.0,
+                 hard_weight: float = 0.1, standardize: bool = False) -> None:
+        super().__init__()
+        self.temperature = check_positive("temperature", temperature, "kd")
+        self.soft_weight = check_nonneg("soft_weight", soft_weight, "kd")
+        self.hard_weight = check_nonneg("hard_weight", hard_weight, "kd")
+        if self.soft_weight == 0 and self.hard_weight == 0:
+            raise ValueError("kd: soft_weight and hard_weight are both 0: the loss would be "
+                             "constant")
+        if not isinstance(standardize, bool):
+            raise ValueError(f"kd: standardize must be true or false, got {standardize!r}")
+        self.standardize = standardize
+
+    def forward(self, student: Outputs, teacher: Outputs | None, batch) -> dict[str, torch.Tensor]:
+        z, v = student.logits, teacher.logits
+        if self.standardize:
+            z, v = standardize_logits(z), standardize_logits(v)
+        terms = {}
+        if self.soft_weight > 0:
+            terms["soft"] = self.soft_weight * soft_target_loss(z, v, self.temperature, "none")
+        if self.hard_weight > 0 and batch.labels is not None:
+            terms["hard"] = self.hard_weight * F.cross_entropy(
+                student.logits.float(), batch.labels, reduction="none")
+        if not terms:
+            raise ValueError("kd: soft_weight is 0 and this batch has no labels: nothing to "
+                             "learn from")
+        return terms
