@@ -474,9 +474,8 @@ def cmd_distill(a) -> int:
 
 
 def cmd_fix_bias(a) -> int:
-    import torch
-
-    from ..distill.bias import label_prior, match_prior, teacher_prior
+    from ..distill.bias import label_prior, teacher_prior
+    from ..distill.bias_fix import fix_output_bias
     from ..distill.checkpoint import atomic_torch_save, load_checkpoint
     from ..distill.data import load_dataset
     from ..distill.teachers import run_teacher
@@ -493,9 +492,6 @@ def cmd_fix_bias(a) -> int:
     if a.classes is not None and any(not 0 <= c < k for c in a.classes):
         raise ValueError(f"--classes names a class that does not exist: {a.classes} "
                          f"(classes are 0..{k - 1})")
-    head = [m for m in student.modules() if isinstance(m, torch.nn.Linear)][-1]
-    if head.bias is None:
-        raise ValueError("the student's output layer has no bias to shift")
     if a.prior == "teacher":
         teacher, n_teacher = _load_teacher(a.teacher, "arith_prob", 1.0)
         if n_teacher != k:
@@ -504,11 +500,8 @@ def cmd_fix_bias(a) -> int:
                                           device=device).numpy(), from_logits=True)
     else:
         prior = label_prior(splits.train.y.numpy(), k)
-    logits = run_teacher(student.to(device), splits.train.x, device=device).numpy()
-    offsets = match_prior(logits, prior, classes=a.classes)
-    before = evaluate(student, splits.test, device=device)
-    with torch.no_grad():
-        head.bias += torch.as_tensor(offsets, dtype=head.bias.dtype, device=head.bias.device)
+    before = evaluate(student.to(device), splits.test, device=device)
+    offsets = fix_output_bias(student, splits.train.x, prior, classes=a.classes, device=device)
     after = evaluate(student, splits.test, device=device)
     ckpt = load_checkpoint(a.student)
     ckpt["model_state"] = {n: v.detach().cpu() for n, v in student.state_dict().items()}

@@ -18,11 +18,12 @@ def output_layer(model: nn.Module, name: str | None = None) -> tuple[str, nn.Mod
     """(name, module) of the layer called `name`, or of the model's last nn.Linear by default."""
     modules = dict(model.named_modules())
     if name is not None:
-        if not isinstance(name, str) or not name or name not in modules:
+        every_path = dict(model.named_modules(remove_duplicate=False))  # `net.3` as well as `head`
+        if not isinstance(name, str) or not name or name not in every_path:
             linears = [n for n, m in modules.items() if isinstance(m, nn.Linear)]
             raise ValueError(f"the model has no module named {name!r} (its nn.Linear layers: "
                              f"{', '.join(linears) or 'none'})")
-        return name, modules[name]
+        return name, every_path[name]
     linears = [(n, m) for n, m in modules.items() if isinstance(m, nn.Linear)]
     if not linears:
         raise ValueError(f"{type(model).__name__} has no nn.Linear layer: name its output "
