@@ -12,6 +12,8 @@ import os
 import sys
 from pathlib import Path
 
+from . import export as _export
+
 __all__ = ["main", "build_parser"]
 
 
@@ -349,6 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--out", default="kdistill-demo", help="report folder (default: %(default)s)")
     m.add_argument("--fresh", action="store_true", help="ignore checkpoints under --out")
     m.add_argument("--no-progress", action="store_true")
+    _export.add_parser(sub)
     return p
 
 
@@ -709,7 +712,7 @@ def _print_summary(r: dict, out: Path) -> None:
 
 COMMANDS = {"train": cmd_train, "distill": cmd_distill, "evaluate": cmd_evaluate,
             "reproduce": cmd_reproduce, "demo": cmd_demo, "compress": cmd_compress,
-            "fix-bias": cmd_fix_bias}
+            "fix-bias": cmd_fix_bias, "export": _export.run}
 
 
 def main(argv: list[str] | None = None) -> int:
