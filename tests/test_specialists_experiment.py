@@ -9,6 +9,7 @@ import torch
 
 from kdistill.distill import specialists as sp
 from kdistill.distill.models import MLP, build_model
+from kdistill.distill.specialist_models import specialist_from_generalist
 from kdistill.experiments import specialists as se
 
 
@@ -27,7 +28,7 @@ def _by_hand(model: MLP, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def test_specialist_keeps_hidden_layers_and_subset_rows():
     gen = _generalist()
     x = torch.randn(20, 6)
-    spec = se.specialist_from_generalist(gen, [3, 1])
+    spec = specialist_from_generalist(gen, [3, 1])
     with torch.no_grad():
         h, z = _by_hand(gen, x)
         out = spec(x)
@@ -51,22 +52,22 @@ def test_dustbin_fitted_to_log_sum_exp_on_inputs():
         _, z = _by_hand(gen, x)
         # One class outside: log-sum-exp is that class's logit, affine in the features, so the
         # fit is exact and the specialist starts as the generalist's grouped distribution.
-        spec = se.specialist_from_generalist(gen, [0, 1, 2, 4], inputs=x)
+        spec = specialist_from_generalist(gen, [0, 1, 2, 4], inputs=x)
         out = spec(x)
         assert torch.allclose(out[:, -1], z[:, 3], atol=1e-4)
         grouped = sp.group_probs(torch.softmax(z.double(), 1).numpy(), [0, 1, 2, 4])
         assert np.allclose(torch.softmax(out.double(), 1).numpy(), grouped, atol=1e-5)
         # Three outside: the least-squares fit beats the data-free bound on those inputs.
         target = torch.logsumexp(z[:, [0, 2, 4]], 1)
-        fitted = se.specialist_from_generalist(gen, [3, 1], inputs=x)(x)[:, -1]
-        bound = se.specialist_from_generalist(gen, [3, 1])(x)[:, -1]
+        fitted = specialist_from_generalist(gen, [3, 1], inputs=x)(x)[:, -1]
+        bound = specialist_from_generalist(gen, [3, 1])(x)[:, -1]
         assert ((fitted - target) ** 2).mean() < 0.5 * ((bound - target) ** 2).mean()
 
 
 @pytest.mark.parametrize("subset", [[0, 1, 2, 3, 4], [5], [1, 1], []])
 def test_specialist_rejects_bad_subsets(subset):
     with pytest.raises(ValueError):
-        se.specialist_from_generalist(_generalist(), subset)
+        specialist_from_generalist(_generalist(), subset)
 
 
 def test_combination_applies_the_dustbin_corrections():

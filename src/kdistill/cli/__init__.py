@@ -12,6 +12,8 @@ import os
 import sys
 from pathlib import Path
 
+from . import export as _export
+
 __all__ = ["main", "build_parser"]
 
 
@@ -349,6 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--out", default="kdistill-demo", help="report folder (default: %(default)s)")
     m.add_argument("--fresh", action="store_true", help="ignore checkpoints under --out")
     m.add_argument("--no-progress", action="store_true")
+    _export.add_parser(sub)
     return p
 
 
@@ -474,9 +477,8 @@ def cmd_distill(a) -> int:
 
 
 def cmd_fix_bias(a) -> int:
-    import torch
-
-    from ..distill.bias import label_prior, match_prior, teacher_prior
+    from ..distill.bias import label_prior, teacher_prior
+    from ..distill.bias_fix import fix_output_bias
     from ..distill.checkpoint import atomic_torch_save, load_checkpoint
     from ..distill.data import load_dataset
     from ..distill.teachers import run_teacher
@@ -493,9 +495,6 @@ def cmd_fix_bias(a) -> int:
     if a.classes is not None and any(not 0 <= c < k for c in a.classes):
         raise ValueError(f"--classes names a class that does not exist: {a.classes} "
                          f"(classes are 0..{k - 1})")
-    head = [m for m in student.modules() if isinstance(m, torch.nn.Linear)][-1]
-    if head.bias is None:
-        raise ValueError("the student's output layer has no bias to shift")
     if a.prior == "teacher":
         teacher, n_teacher = _load_teacher(a.teacher, "arith_prob", 1.0)
         if n_teacher != k:
@@ -504,11 +503,8 @@ def cmd_fix_bias(a) -> int:
                                           device=device).numpy(), from_logits=True)
     else:
         prior = label_prior(splits.train.y.numpy(), k)
-    logits = run_teacher(student.to(device), splits.train.x, device=device).numpy()
-    offsets = match_prior(logits, prior, classes=a.classes)
-    before = evaluate(student, splits.test, device=device)
-    with torch.no_grad():
-        head.bias += torch.as_tensor(offsets, dtype=head.bias.dtype, device=head.bias.device)
+    before = evaluate(student.to(device), splits.test, device=device)
+    offsets = fix_output_bias(student, splits.train.x, prior, classes=a.classes, device=device)
     after = evaluate(student, splits.test, device=device)
     ckpt = load_checkpoint(a.student)
     ckpt["model_state"] = {n: v.detach().cpu() for n, v in student.state_dict().items()}
@@ -716,7 +712,7 @@ def _print_summary(r: dict, out: Path) -> None:
 
 COMMANDS = {"train": cmd_train, "distill": cmd_distill, "evaluate": cmd_evaluate,
             "reproduce": cmd_reproduce, "demo": cmd_demo, "compress": cmd_compress,
-            "fix-bias": cmd_fix_bias}
+            "fix-bias": cmd_fix_bias, "export": _export.run}
 
 
 def main(argv: list[str] | None = None) -> int:

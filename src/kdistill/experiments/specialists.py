@@ -5,7 +5,7 @@ Protocol, per seed:
   2. confusable class subsets from the covariance of its predicted probabilities on the
      training inputs (no labels), overlapping when `subset_size` is set;
   3. one specialist per subset, initialized from the generalist (hidden layers and the subset's
-     output rows copied, see `specialist_from_generalist`), trained on half subset / half
+     output rows copied, see `distill.specialist_models`), trained on half subset / half
      other examples, labels = subset classes + one dustbin, for a number of epochs chosen on
      validation (on small data sets "a little" training barely moves a converged generalist);
   4. the exact prior correction of each dustbin logit, then SPEC §4.4's combination of the
@@ -19,7 +19,6 @@ and its subset, so a stale specialist is refused, never reused.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
 import time
@@ -34,6 +33,7 @@ from torch import nn
 from ..distill import specialists as sp
 from ..distill.data import DATASETS, ArrayDataset, DataSplits, load_dataset
 from ..distill.models import MLP
+from ..distill.specialist_models import specialist_from_generalist
 from ..distill.teachers import fingerprint_module, run_teacher
 from ..distill.trainer import TrainConfig, resolve_device
 from .common import (
@@ -48,9 +48,8 @@ from .common import (
 )
 from .reporting import markdown_table, provenance
 
-__all__ = ["SpecialistsConfig", "config_from", "defaults_for", "run",
-           "specialist_from_generalist", "train_specialists", "combine_with_specialists",
-           "conditional_accuracy", "gain_by_covering"]
+__all__ = ["SpecialistsConfig", "config_from", "defaults_for", "run", "train_specialists",
+           "combine_with_specialists", "conditional_accuracy", "gain_by_covering"]
 
 _KNOWN_CLASSES = {"digits": 10, "mnist": 10, "fashion-mnist": 10, "kmnist": 10, "letter": 26}
 _DUSTBIN_FIT_ROWS = 10_000  # training inputs used to fit the dustbin row at initialization
@@ -144,68 +143,6 @@ def config_from(dataset: str, **overrides) -> SpecialistsConfig:
 
 
 # ----------------------------------------------------------------------------- models
-
-
-@torch.no_grad()
-def specialist_from_generalist(generalist: MLP, subset: Sequence[int] | np.ndarray,
-                               inputs: torch.Tensor | None = None) -> MLP:
-    """A specialist that starts as the generalist seen through its label space.
-
-    A deep copy of the generalist (hidden layers, dropout, max-norm) with a new output layer of
-    len(subset) + 1 units: row i is the generalist's output row for class subset[i] (weights
-    and bias), the last row is the dustbin. Ideally the dustbin logit is the log-sum-exp of the
-    generalist's logits of the classes outside the subset: then the specialist's softmax is
-    exactly the generalist's distribution with the outside mass pooled (SPEC §4.4's pi_m).
-    Log-sum-exp is not linear in the last hidden layer, so:
-
-    - with `inputs` (training inputs, no labels): the dustbin row is the least-squares fit of
-      log-sum-exp(outside logits) on the generalist's last hidden features of those inputs
-      (exact when one class is outside, or whenever the log-sum-exp is affine in the features);
-    - without: the mean of the outside rows, bias + log(number outside), i.e. mean(z_out) +
-      log K, Jensen's lower bound on log-sum-exp (exact when the outside logits are equal).
-    """
-    head = generalist.head
-    num_classes = head.out_features
-    s = torch.as_tensor(np.asarray(subset), dtype=torch.long)
-    if s.ndim != 1 or s.numel() == 0 or len(set(s.tolist())) != s.numel():
-        raise ValueError(f"subset must be a non-empty list of distinct classes, got {s.tolist()}")
-    if int(s.min()) < 0 or int(s.max()) >= num_classes:
-        raise ValueError(f"subset {s.tolist()} has classes outside 0..{num_classes - 1}")
-    outside = torch.ones(num_classes, dtype=torch.bool)
-    outside[s] = False
-    if not outside.any():
-        raise ValueError("subset covers every class: the dustbin would be empty")
-    w_out, b_out = head.weight[outside].double(), head.bias[outside].double()
-    if inputs is None:
-        dust_w = w_out.mean(dim=0)
-        dust_b = b_out.mean() + math.log(int(outside.sum()))
-    else:
-        feats = _last_hidden(generalist, inputs).double()
-        target = torch.logsumexp(feats @ w_out.T + b_out, dim=1)
-        design = torch.cat([feats, torch.ones(len(feats), 1, dtype=torch.float64)], dim=1)
-        sol = torch.linalg.lstsq(design, target[:, None], driver="gelsd").solution[:, 0]
-        dust_w, dust_b = sol[:-1], sol[-1]
-    new_head = nn.Linear(head.in_features, s.numel() + 1).to(head.weight.device,
-                                                               head.weight.dtype)
-    new_head.weight.copy_(torch.cat([head.weight[s], dust_w[None].to(head.weight.dtype)]))
-    new_head.bias.copy_(torch.cat([head.bias[s], dust_b.reshape(1).to(head.bias.dtype)]))
-    specialist = copy.deepcopy(generalist)
-    specialist.head = new_head
-    specialist.net[-1] = new_head
-    return specialist
-
-
-@torch.no_grad()
-def _last_hidden(model: MLP, x: torch.Tensor) -> torch.Tensor:
-    """The MLP's last hidden activations (eval mode), the input of its output layer."""
-    was_training = model.training
-    model.eval()
-    device = model.head.weight.device
-    try:
-        return torch.cat([model.net[:-1](x[i:i + 4096].to(device)).cpu()
-                          for i in range(0, len(x), 4096)])
-    finally:
-        model.train(was_training)
 
 
 def _probs(model: nn.Module, x: torch.Tensor, device: torch.device) -> np.ndarray:

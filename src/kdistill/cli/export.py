@@ -1,0 +1,107 @@
+"""`kdistill export`: a checkpoint as safetensors (+ JSON spec) or ONNX (checked, timed).
+
+Every check on the user's input (the format's packages, the output path, the checkpoint, the
+data set) runs before anything is exported; a problem is a ValueError / CheckpointError, which
+`kdistill.cli.main` turns into one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+__all__ = ["add_parser", "run"]
+
+_RANDOM_ROWS = 1000
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "export", help="export a checkpoint as ONNX or safetensors",
+        description="Write a checkpoint's model as safetensors (weights, plus FILE.json with the "
+                    "model spec, tensor layout and SHA-256; no pickles) or as ONNX (dynamic "
+                    "batch axis), checked against torch with onnxruntime and timed. Needs the "
+                    "optional extra: pip install 'kdistill[export]'.")
+    p.add_argument("checkpoint", help="checkpoint.pt (from kdistill train / distill)")
+    p.add_argument("--format", required=True, choices=["onnx", "safetensors"])
+    p.add_argument("--out", required=True, help="file to write (e.g. model.onnx)")
+    p.add_argument("--dataset", nargs="?", const="digits", default=None,
+                   help="ONNX check inputs: this data set's test split (--dataset alone: "
+                        "digits); without it, 1,000 random normal inputs of the model's shape")
+    p.add_argument("--data-dir", default=None, help="folder holding the data set's files")
+    return p
+
+
+def _check_writable(out: Path) -> None:
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a folder; give a file name")
+    folder = out.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent  # the first existing ancestor: the rest gets created
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"cannot write {out}: {folder} is not a writable folder")
+
+
+def _input_shape(spec: dict) -> tuple[int, ...]:
+    if spec.get("name") == "mlp":
+        return (int(spec["in_features"]),)
+    if spec.get("name") == "cnn":
+        size = int(spec.get("image_size", 28))
+        return (int(spec.get("in_channels", 1)), size, size)
+    raise ValueError(f"cannot tell the input shape of model {spec.get('name')!r} from its "
+                     f"spec: pass --dataset")
+
+
+def _example_inputs(a, spec: dict):
+    """(inputs, description): the named data set's test split, or random normal inputs."""
+    import torch
+
+    if a.dataset is None:
+        shape = _input_shape(spec)
+        x = torch.randn(_RANDOM_ROWS, *shape, generator=torch.Generator().manual_seed(0))
+        return x, f"{_RANDOM_ROWS} random normal inputs of shape {list(shape)} (no --dataset)"
+    from ..distill.data import load_dataset
+
+    test = load_dataset(a.dataset, a.data_dir).test
+    if spec.get("num_classes") not in (None, test.num_classes):
+        raise ValueError(f"the model has {spec['num_classes']} classes, {a.dataset} has "
+                         f"{test.num_classes}")
+    if spec.get("name") == "mlp" and spec.get("in_features") != test.in_features:
+        raise ValueError(f"the model takes {spec['in_features']} inputs, {a.dataset} has "
+                         f"{test.in_features} ({list(test.input_shape)})")
+    if spec.get("name") == "cnn" and tuple(_input_shape(spec)) != test.input_shape:
+        raise ValueError(f"the model takes inputs of shape {list(_input_shape(spec))}, "
+                         f"{a.dataset} has {list(test.input_shape)}")
+    return test.x, f"{a.dataset} test split ({len(test)} examples)"
+
+
+def run(a) -> int:
+    from ..distill import export
+    from ..distill.checkpoint import load_model
+
+    try:
+        export.require_extra(*(("onnx", "onnxruntime", "onnxscript") if a.format == "onnx"
+                               else ("safetensors",)))
+    except ImportError as exc:
+        raise ValueError(str(exc)) from None
+    out = Path(a.out)
+    _check_writable(out)
+    model, spec = load_model(a.checkpoint)
+    if a.format == "safetensors":
+        meta_path = export.export_safetensors(model, spec, out)
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        print(json.dumps({"format": "safetensors", "out": str(out), "spec": str(meta_path),
+                          "model": spec.get("name"), "tensors": len(meta["tensors"]),
+                          "sha256": meta["sha256"]}))
+        return 0
+    x, source = _example_inputs(a, spec)
+    r = export.export_onnx(model, x, out)
+    print(json.dumps({"format": "onnx", "out": str(out), "model": spec.get("name"),
+                      "inputs": source, "exporter": r.exporter, "opset": r.opset,
+                      "max_abs_diff": r.max_abs_diff,
+                      "latency": f"ms per 1,000 examples (CPU, median of {r.repeats}): torch "
+                                 f"{r.torch_ms_per_1000:.3f}, onnxruntime "
+                                 f"{r.onnxruntime_ms_per_1000:.3f}"}))
+    return 0
