@@ -25,7 +25,14 @@ __all__ = [
     "check_temperature",
     "check_weights",
     "check_logits_pair",
+    "upcast",
 ]
+
+
+def upcast(t: torch.Tensor) -> torch.Tensor:
+    """float32 for half and bfloat16 (softmax at high T needs the digits), float64 kept (for
+    gradcheck and float64 references)."""
+    return t if t.dtype == torch.float64 else t.float()
 
 
 def check_temperature(temperature: float) -> float:
@@ -55,11 +62,11 @@ def check_logits_pair(student_logits: torch.Tensor, teacher_logits: torch.Tensor
 
 def softmax_t(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """Softmax of logits / T in float32 (T > 1 softens, T < 1 sharpens)."""
-    return F.softmax(logits.float() / check_temperature(temperature), dim=-1)
+    return F.softmax(upcast(logits) / check_temperature(temperature), dim=-1)
 
 
 def log_softmax_t(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    return F.log_softmax(logits.float() / check_temperature(temperature), dim=-1)
+    return F.log_softmax(upcast(logits) / check_temperature(temperature), dim=-1)
 
 
 def soft_target_loss(
@@ -76,8 +83,8 @@ def soft_target_loss(
     """
     t = check_temperature(temperature)
     check_logits_pair(student_logits, teacher_logits)
-    log_q = F.log_softmax(student_logits.float() / t, dim=-1)
-    log_p = F.log_softmax(teacher_logits.detach().float() / t, dim=-1)
+    log_q = F.log_softmax(upcast(student_logits) / t, dim=-1)
+    log_p = F.log_softmax(upcast(teacher_logits.detach()) / t, dim=-1)
     per_example = (log_p.exp() * (log_p - log_q)).sum(dim=-1) * (t * t)
     return _reduce(per_example, reduction)
 
@@ -106,7 +113,7 @@ def distillation_loss(
         used = True
     if targets is not None and wh > 0:
         # Label range is checked once per data set (data.check_labels), not per step.
-        ce = F.cross_entropy(student_logits.float(), targets, reduction="none")
+        ce = F.cross_entropy(upcast(student_logits), targets, reduction="none")
         total = total + wh * ce
         used = True
     if not used:
@@ -124,8 +131,8 @@ def logit_matching_loss(
     Logits are zero-meaned per example first: softmax ignores a shift, squared error does not.
     """
     check_logits_pair(student_logits, teacher_logits)
-    z = student_logits.float()
-    v = teacher_logits.detach().float()
+    z = upcast(student_logits)
+    v = upcast(teacher_logits.detach())
     z = z - z.mean(dim=-1, keepdim=True)
     v = v - v.mean(dim=-1, keepdim=True)
     per_example = (z - v).pow(2).sum(dim=-1) / (2 * z.shape[-1])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..losses import upcast
 from .base import Method, Outputs
 
 __all__ = ["CrossEntropy"]
@@ -23,5 +24,5 @@ class CrossEntropy(Method):
         self.label_smoothing = float(label_smoothing)
 
     def forward(self, student: Outputs, teacher: Outputs | None, batch) -> dict[str, torch.Tensor]:
-        return {"hard": F.cross_entropy(student.logits.float(), batch.labels, reduction="none",
+        return {"hard": F.cross_entropy(upcast(student.logits), batch.labels, reduction="none",
                                         label_smoothing=self.label_smoothing)}

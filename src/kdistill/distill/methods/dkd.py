@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..losses import upcast
 from .base import Method, Outputs, check_nonneg, check_positive
 
 __all__ = ["DKD", "dkd_terms"]
@@ -34,7 +35,7 @@ def dkd_terms(z: torch.Tensor, v: torch.Tensor, target: torch.Tensor, temperatur
               ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-example (TCKD, NCKD), each already times T^2."""
     t = float(temperature)
-    z, v = z.float() / t, v.detach().float() / t
+    z, v = upcast(z) / t, upcast(v.detach()) / t
     gt = F.one_hot(target.long(), z.shape[-1]).bool()
     log_ps, log_pt = F.log_softmax(z, dim=-1), F.log_softmax(v, dim=-1)
 
@@ -69,5 +70,5 @@ class DKD(Method):
         terms = {"tckd": self.alpha * tckd, "nckd": self.beta * nckd}
         if self.hard_weight > 0 and batch.labels is not None:
             terms["hard"] = self.hard_weight * F.cross_entropy(
-                student.logits.float(), batch.labels, reduction="none")
+                upcast(student.logits), batch.labels, reduction="none")
         return terms

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..losses import upcast
 from .base import Method, Outputs, check_nonneg
 
 __all__ = ["FitNets"]
@@ -62,15 +63,15 @@ class FitNets(Method):
     def regress(self, fs: torch.Tensor, target_shape: torch.Size) -> torch.Tensor:
         if fs.dim() == 4 and fs.shape[-2:] != target_shape[-2:]:
             fs = F.adaptive_avg_pool2d(fs, target_shape[-2:])
-        return self.regressor(fs.float())
+        return self.regressor(fs.to(self.regressor.weight.dtype))
 
     def forward(self, student: Outputs, teacher: Outputs | None, batch) -> dict[str, torch.Tensor]:
         if self.regressor is None:
             raise RuntimeError("fitnets: setup() was not called (the trainer calls it)")
-        ft = teacher.features[self.teacher_layer].detach().float()
+        ft = upcast(teacher.features[self.teacher_layer].detach())
         r = self.regress(student.features[self.student_layer], ft.shape)
         terms = {"hint": self.hint_weight * (r - ft).pow(2).flatten(1).mean(dim=1)}
         if self.hard_weight > 0 and batch.labels is not None:
             terms["hard"] = self.hard_weight * F.cross_entropy(
-                student.logits.float(), batch.labels, reduction="none")
+                upcast(student.logits), batch.labels, reduction="none")
         return terms

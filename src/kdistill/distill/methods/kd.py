@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..losses import soft_target_loss
+from ..losses import soft_target_loss, upcast
 from .base import Method, Outputs, check_nonneg, check_positive
 
 __all__ = ["KD", "standardize_logits"]
@@ -21,7 +21,7 @@ __all__ = ["KD", "standardize_logits"]
 
 def standardize_logits(z: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
     """(z - mean) / std per example (population std); a constant row maps to zeros."""
-    z = z.float()
+    z = upcast(z)
     centered = z - z.mean(dim=-1, keepdim=True)
     return centered / (centered.pow(2).mean(dim=-1, keepdim=True).sqrt() + eps)
 
@@ -51,7 +51,7 @@ class KD(Method):
             terms["soft"] = self.soft_weight * soft_target_loss(z, v, self.temperature, "none")
         if self.hard_weight > 0 and batch.labels is not None:
             terms["hard"] = self.hard_weight * F.cross_entropy(
-                student.logits.float(), batch.labels, reduction="none")
+                upcast(student.logits), batch.labels, reduction="none")
         if not terms:
             raise ValueError("kd: soft_weight is 0 and this batch has no labels: nothing to "
                              "learn from")

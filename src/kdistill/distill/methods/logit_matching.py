@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..losses import logit_matching_loss
+from ..losses import logit_matching_loss, upcast
 from .base import Method, Outputs, check_nonneg
 
 __all__ = ["LogitMatching"]
@@ -30,7 +30,7 @@ class LogitMatching(Method):
                 student.logits, teacher.logits, reduction="none")
         if self.hard_weight > 0 and batch.labels is not None:
             terms["hard"] = self.hard_weight * F.cross_entropy(
-                student.logits.float(), batch.labels, reduction="none")
+                upcast(student.logits), batch.labels, reduction="none")
         if not terms:
             raise ValueError("logit_matching: soft_weight is 0 and this batch has no labels")
         return terms
