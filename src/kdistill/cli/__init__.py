@@ -389,8 +389,8 @@ def _build(spec: dict, seed: int):
 
 
 def _finish(result, out: Path, spec: dict, test) -> None:
-    from ..experiments.reporting import provenance
     from ..files import atomic_write_json
+    from ..reporting import provenance
 
     summary = {"final": result.final, "history": result.history, "model_spec": spec,
                "test_size": len(test), "seconds": round(result.seconds, 1), **provenance()}
@@ -545,12 +545,11 @@ def _compression_config(a, **defaults):
 
 
 def cmd_compress(a) -> int:
-    from ..experiments import model_compression
+    from ..tabular.compress_csv import compress_csv
 
     cfg = _compression_config(a, munge_k=10)
-    r = model_compression.compress_csv(a.data, a.target, a.out, cfg,
-                                       hillclimb_fraction=a.hillclimb_fraction,
-                                       test_fraction=a.test_fraction, nominal=a.nominal)
+    r = compress_csv(a.data, a.target, a.out, cfg, hillclimb_fraction=a.hillclimb_fraction,
+                     test_fraction=a.test_fraction, nominal=a.nominal)
     print(f"test RMSE: ensemble {r['rmse']['ensemble']:.4f}, mimic {r['rmse']['mimic_munge']:.4f}"
           f", single {r['rmse']['single']:.4f}, ann {r['rmse']['ann']:.4f}; mimic "
           f"{r['speedup_vs_ensemble']:.0f}x faster, {r['size_ratio_vs_ensemble']:.0f}x smaller; "
@@ -563,7 +562,7 @@ def cmd_compress(a) -> int:
 
 def _reproduce_model_compression(a) -> int:
     from ..experiments import model_compression
-    from ..tabular.encoding import PROBLEMS
+    from ..tabular.problems import PROBLEMS
 
     cfg = _compression_config(a)
     problems = tuple(a.problems) if a.problems else PROBLEMS

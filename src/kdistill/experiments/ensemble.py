@@ -14,6 +14,7 @@ last epoch of one seed.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from ..distill.losses import check_temperature, check_weights
 from ..distill.metrics import classification_metrics
 from ..distill.teachers import COMBINE_RULES, combine_members, run_teacher
 from ..distill.trainer import TrainConfig, resolve_device
+from ..reporting import markdown_table, provenance
 from .common import (
     build_config,
     fit_run,
@@ -40,9 +42,10 @@ from .common import (
     train_config,
     write_outputs,
 )
-from .reporting import markdown_table, provenance
 
 __all__ = ["EnsembleConfig", "config_from", "run"]
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -110,13 +113,13 @@ class EnsembleConfig:
 
 
 def config_from(dataset: str, **overrides) -> EnsembleConfig:
-    """Class defaults, then the data set's, then yours (None means 'not given')."""
+    """Class defaults, then the data set's, then yours."""
     defaults = {"digits": {"batch_size": 64, "epochs": 40, "validation_size": 270,
                            "hidden": (256, 256)}}.get(dataset, {})
     return build_config(EnsembleConfig, dataset, defaults, overrides, "ensemble")
 
 
-def run(cfg: EnsembleConfig, log: Callable[[str], None] = print) -> dict:
+def run(cfg: EnsembleConfig, log: Callable[[str], None] = _log.info) -> dict:
     cfg.validate()
     t_start = time.perf_counter()
     splits = load_dataset(cfg.dataset, cfg.data_dir, cfg.download)
@@ -373,9 +376,6 @@ def render_markdown(r: dict, png_name: str) -> str:
 
 
 def plot(r: dict):
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(13, 4.5))

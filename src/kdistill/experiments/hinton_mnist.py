@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,10 +33,12 @@ from ..distill.metrics import classification_metrics
 from ..distill.teachers import combine_members, run_teacher
 from ..distill.trainer import TrainConfig, resolve_device
 from ..files import atomic_write_json, atomic_write_text
+from ..reporting import markdown_table, provenance, save_figure
 from .common import build_config, fit_run, jsonable, train_config
-from .reporting import markdown_table, provenance, save_figure
 
 __all__ = ["HintonMnistConfig", "TEACHER_RECIPES", "run", "defaults_for"]
+
+_log = logging.getLogger(__name__)
 
 
 # name -> (model spec fields, training overrides). "paper" is SPEC 2.1; the others drop or
@@ -114,7 +117,7 @@ def defaults_for(dataset: str) -> dict:
     return {}
 
 
-def run(cfg: HintonMnistConfig, log: Callable[[str], None] = print) -> dict:
+def run(cfg: HintonMnistConfig, log: Callable[[str], None] = _log.info) -> dict:
     """Run the whole protocol and write `<out>/results.{json,md,png}`; returns the results."""
     cfg.validate()
     t_start = time.perf_counter()
@@ -369,9 +372,6 @@ def render_markdown(r: dict, png_name: str) -> str:
 def plot_sweep(r: dict):
     """Left: test errors per epoch of teacher, student and distilled student. Right (with a
     sweep): errors against T for each student width, hard-label baselines dotted."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 

@@ -17,6 +17,7 @@ Every figure is the last epoch of one seed.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from ..distill.data import load_dataset
 from ..distill.losses import check_temperature, check_weights
 from ..distill.teachers import run_teacher
 from ..distill.trainer import resolve_device
+from ..reporting import markdown_table, provenance
 from .common import (
     build_config,
     fit_run,
@@ -40,9 +42,10 @@ from .common import (
     train_config,
     write_outputs,
 )
-from .reporting import markdown_table, provenance
 
 __all__ = ["OmittedClassConfig", "config_from", "run", "evaluate_fix"]
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -94,7 +97,7 @@ class OmittedClassConfig:
 
 
 def config_from(dataset: str, **overrides) -> OmittedClassConfig:
-    """Class defaults, then the data set's, then yours (None means 'not given')."""
+    """Class defaults, then the data set's, then yours."""
     defaults = {"digits": {"batch_size": 64, "teacher_epochs": 60, "student_epochs": 60}
                 }.get(dataset, {})
     return build_config(OmittedClassConfig, dataset, defaults, overrides, "omitted-class")
@@ -127,7 +130,7 @@ def _recall(logits: torch.Tensor, y: torch.Tensor, classes: list[int]) -> float:
     return float((logits.argmax(1)[mask] == y[mask]).float().mean())
 
 
-def run(cfg: OmittedClassConfig, log: Callable[[str], None] = print) -> dict:
+def run(cfg: OmittedClassConfig, log: Callable[[str], None] = _log.info) -> dict:
     splits = load_dataset(cfg.dataset, cfg.data_dir, cfg.download)
     train_set, test = splits.train, splits.test
     k = train_set.num_classes
@@ -288,9 +291,6 @@ def render_markdown(r: dict, png_name: str) -> str:
 
 
 def plot(r: dict):
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     cases = r["cases"]

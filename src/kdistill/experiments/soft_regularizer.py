@@ -16,6 +16,7 @@ targets' own effect. Every other figure is the last epoch of one seed.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from ..distill.cache import cached_teacher_logits
 from ..distill.data import load_dataset
 from ..distill.losses import check_temperature, check_weights
 from ..distill.trainer import TrainConfig, evaluate, resolve_device
+from ..reporting import markdown_table, provenance
 from .common import (
     build_config,
     fit_run,
@@ -38,9 +40,10 @@ from .common import (
     train_config,
     write_outputs,
 )
-from .reporting import markdown_table, provenance
 
 __all__ = ["SoftRegularizerConfig", "config_from", "run"]
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -90,7 +93,7 @@ class SoftRegularizerConfig:
 
 
 def config_from(dataset: str, **overrides) -> SoftRegularizerConfig:
-    """Class defaults, then the data set's, then yours (None means 'not given'). On the tiny
+    """Class defaults, then the data set's, then yours. On the tiny
     digits set 3% is 40 images, so its default fraction is 10%."""
     defaults = {"digits": {"fraction": 0.1, "batch_size": 64, "small_batch_size": 32,
                            "full_epochs": 60, "small_epochs": 200, "validation_size": 270,
@@ -98,7 +101,7 @@ def config_from(dataset: str, **overrides) -> SoftRegularizerConfig:
     return build_config(SoftRegularizerConfig, dataset, defaults, overrides, "soft-regularizer")
 
 
-def run(cfg: SoftRegularizerConfig, log: Callable[[str], None] = print) -> dict:
+def run(cfg: SoftRegularizerConfig, log: Callable[[str], None] = _log.info) -> dict:
     cfg.validate()
     t_start = time.perf_counter()
     splits = load_dataset(cfg.dataset, cfg.data_dir, cfg.download)
@@ -260,9 +263,6 @@ def render_markdown(r: dict, png_name: str) -> str:
 
 
 def plot(r: dict):
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 5))

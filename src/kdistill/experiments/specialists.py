@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -36,6 +37,7 @@ from ..distill.data import DATASETS, ArrayDataset, DataSplits, load_dataset
 from ..distill.models import MLP
 from ..distill.teachers import fingerprint_module, run_teacher
 from ..distill.trainer import TrainConfig, resolve_device
+from ..reporting import markdown_table, provenance
 from .common import (
     build_config,
     fit_run,
@@ -45,11 +47,12 @@ from .common import (
     split_validation,
     write_outputs,
 )
-from .reporting import markdown_table, provenance
 
 __all__ = ["SpecialistsConfig", "config_from", "defaults_for", "run",
            "specialist_from_generalist", "train_specialists", "combine_with_specialists",
            "conditional_accuracy", "gain_by_covering"]
+
+_log = logging.getLogger(__name__)
 
 _KNOWN_CLASSES = {"digits": 10, "mnist": 10, "fashion-mnist": 10, "kmnist": 10, "letter": 26}
 _DUSTBIN_FIT_ROWS = 10_000  # training inputs used to fit the dustbin row at initialization
@@ -133,8 +136,7 @@ def defaults_for(dataset: str) -> dict:
 
 
 def config_from(dataset: str, **overrides) -> SpecialistsConfig:
-    """The experiment's config for a data set: class defaults, then the data set's, then yours
-    (None values are ignored, so CLI flags left out keep the defaults)."""
+    """The experiment's config for a data set: class defaults, then the data set's, then yours."""
     cfg = build_config(SpecialistsConfig, dataset, defaults_for(dataset), overrides,
                        "specialists")
     for key in ("hidden", "specialist_epochs", "seeds"):
@@ -216,7 +218,7 @@ def _probs(model: nn.Module, x: torch.Tensor, device: torch.device) -> np.ndarra
 def train_specialists(generalist: MLP, spec: dict, subsets: list[np.ndarray],
                       fit: ArrayDataset, val: ArrayDataset, tcfg: TrainConfig, out: Path, *,
                       name: str, special_fraction: float = 0.5, sample_seed: int = 0,
-                      resume: bool = True, log: Callable[[str], None] = print,
+                      resume: bool = True, log: Callable[[str], None] = _log.info,
                       ) -> tuple[list[nn.Module], list[dict]]:
     """One specialist per subset, each initialized from the generalist and trained with `tcfg`
     on specialist_sample(fit) with dustbin labels; returns (models, rows). Each run is tied to
@@ -438,7 +440,7 @@ def _pool(per_seed: list[dict], part: str) -> dict:
     }
 
 
-def run(cfg: SpecialistsConfig, log: Callable[[str], None] = print) -> dict:
+def run(cfg: SpecialistsConfig, log: Callable[[str], None] = _log.info) -> dict:
     """Run the protocol for every seed and write `<out>/results.{json,md,png}` (and
     `<report_dir>/<dataset>.*`); returns the results."""
     cfg.validate()
@@ -581,9 +583,6 @@ def render_markdown(r: dict, png_name: str) -> str:
 def plot_results(r: dict):
     """Left: Table 4 as bars (relative accuracy change by covering count, delta on top).
     Right: which classes each specialist covers (first seed)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.5), gridspec_kw={"width_ratios": [1, 1.4]})
