@@ -33,6 +33,7 @@ from ..distill.losses import check_temperature, check_weights
 from ..distill.teachers import run_teacher
 from ..distill.trainer import resolve_device
 from ..reporting import markdown_table, provenance
+from . import setting
 from .common import (
     build_config,
     fit_run,
@@ -43,7 +44,7 @@ from .common import (
     write_outputs,
 )
 
-__all__ = ["OmittedClassConfig", "config_from", "run", "evaluate_fix"]
+__all__ = ["summary", "OmittedClassConfig", "config_from", "run", "evaluate_fix"]
 
 _log = logging.getLogger(__name__)
 
@@ -54,16 +55,18 @@ class OmittedClassConfig:
     data_dir: str | None = None
     download: bool = False
     out: str = "runs/omitted-class"
-    omit: tuple[int, ...] = (3,)           # case 1: the transfer set lacks these classes
-    keep_only: tuple[int, ...] = (7, 8)    # case 2: the transfer set has only these; () skips
-    teacher_hidden: tuple[int, ...] = (1200, 1200)
-    teacher_dropout: float = 0.2
-    student_hidden: tuple[int, ...] = (800, 800)
-    temperature: float = 20.0
+    omit: tuple[int, ...] = setting((3,), "classes left out of the transfer set")
+    keep_only: tuple[int, ...] = setting(
+        (7, 8),
+        "second case: a transfer set of only these classes; give no class to skip it", nargs="*")
+    teacher_hidden: tuple[int, ...] = setting((1200, 1200), "teacher hidden widths")
+    teacher_dropout: float = setting(0.2, "teacher hidden dropout")
+    student_hidden: tuple[int, ...] = setting((800, 800), "student hidden widths")
+    temperature: float = setting(20.0, "distillation temperature T", flags=("-T",))
     soft_weight: float = 1.0
-    hard_weight: float = 0.1
-    teacher_epochs: int = 20
-    student_epochs: int = 20
+    hard_weight: float = setting(0.1, "hard-term weight")
+    teacher_epochs: int = setting(20, "teacher epochs")
+    student_epochs: int = setting(20, "student epochs")
     batch_size: int = 256
     lr: float = 1e-3
     optimizer: str = "adam"
@@ -321,3 +324,13 @@ def plot(r: dict):
     fig.tight_layout()
     return fig
 
+
+def summary(r: dict, cfg: OmittedClassConfig) -> list[str]:
+    """The lines `kdistill reproduce omitted-class` prints at the end."""
+    lines = [f"{case} {c['omitted_classes']}: test errors before {c['errors_before']}, "
+             f"auto fix {c['errors_auto']}, oracle {c['errors_oracle']}, whole transfer "
+             f"set {c['errors_full_transfer']}; recall on left-out classes "
+             f"{c['recall_omitted_before']:.3f} -> {c['recall_omitted_auto']:.3f} "
+             f"(teacher {c['teacher_recall_omitted']:.3f})" for case, c in r["cases"].items()]
+    return lines + [f"report: {Path(cfg.out) / 'results.md'} (+ .json, .png); wall time "
+                    f"{r['wall_seconds']:.0f} s"]

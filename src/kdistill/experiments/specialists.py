@@ -38,6 +38,7 @@ from ..distill.models import MLP
 from ..distill.teachers import fingerprint_module, run_teacher
 from ..distill.trainer import TrainConfig, resolve_device
 from ..reporting import markdown_table, provenance
+from . import setting
 from .common import (
     build_config,
     fit_run,
@@ -48,7 +49,7 @@ from .common import (
     write_outputs,
 )
 
-__all__ = ["SpecialistsConfig", "config_from", "defaults_for", "run",
+__all__ = ["summary", "SpecialistsConfig", "config_from", "defaults_for", "run",
            "specialist_from_generalist", "train_specialists", "combine_with_specialists",
            "conditional_accuracy", "gain_by_covering"]
 
@@ -64,17 +65,25 @@ class SpecialistsConfig:
     data_dir: str | None = None
     download: bool = False
     out: str = "runs/specialists"
-    hidden: tuple[int, ...] = (256, 256)      # generalist (and specialist) hidden layers
-    generalist_epochs: int = 40
+    hidden: tuple[int, ...] = setting((256, 256), "generalist (and specialist) MLP hidden widths")
+    generalist_epochs: int = setting(40, "generalist epochs")
     batch_size: int = 128
     lr: float = 1e-3                          # Adam, cosine schedule
-    num_subsets: int = 8                      # k of the k-means on covariance columns
-    subset_size: int | None = 5               # None: the disjoint k-means partition
-    specialist_epochs: tuple[int, ...] = (10, 30, 60)  # >1 value: chosen on validation
-    specialist_lr: float = 1e-3               # Adam, cosine, from the generalist's weights
-    special_fraction: float = 0.5             # share of subset examples in a specialist's data
+    # k of the k-means on covariance columns
+    num_subsets: int = setting(8, "number of k-means clusters of classes (specialists)")
+    subset_size: int | None = setting(
+        5,
+        "classes per specialist (overlapping subsets); 0: the disjoint k-means partition",
+        none_if=0)
+    specialist_epochs: tuple[int, ...] = setting(
+        (10, 30, 60),
+        "candidate specialist epochs, chosen on validation")
+    specialist_lr: float = setting(1e-3, "Adam learning rate of the specialists")
+    special_fraction: float = setting(
+        0.5,
+        "share of subset examples in a specialist's training data")
     validation_size: int = 2000               # held out of the training set
-    seeds: tuple[int, ...] = (0,)
+    seeds: tuple[int, ...] = setting((0,), "one run per seed, pooled in the tables")
     device: str = "auto"
     progress: bool = False
     fresh: bool = False                       # ignore existing checkpoints under out/
@@ -618,3 +627,13 @@ def plot_results(r: dict):
     ax.set_title(f"classes covered by each specialist (seed {first['seed']})")
     fig.tight_layout()
     return fig
+
+
+def summary(r: dict, cfg: SpecialistsConfig) -> list[str]:
+    """The lines `kdistill reproduce specialists` prints at the end."""
+    lines = [f"test accuracy: generalist {r['generalist_accuracy']:.4f}, with specialists "
+             f"{r['combined_accuracy']:.4f}"]
+    lines += [f"  covered by {row['covering']}: {row['examples']} examples, "
+              f"{row['delta_correct']:+d} correct" for row in r["gain_by_covering"]]
+    return lines + [f"report: {Path(cfg.out) / 'results.md'} (+ .json, .png); wall time "
+                    f"{r['wall_seconds']:.0f} s"]
