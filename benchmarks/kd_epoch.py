@@ -25,8 +25,8 @@ from kdistill.distill.cache import cached_teacher_logits
 from kdistill.distill.data import ArrayDataset, load_fashion_mnist
 from kdistill.distill.models import MLP
 from kdistill.distill.trainer import TrainConfig, resolve_device, train
-from kdistill.experiments.reporting import provenance
 from kdistill.files import atomic_write_json
+from kdistill.reporting import provenance
 
 ROOT = Path(__file__).resolve().parents[1]
 

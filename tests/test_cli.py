@@ -133,7 +133,7 @@ def test_console_script_has_no_traceback_and_help_documents_flags(tmp_path):
     assert proc.stderr.strip() == f"kdistill: error: checkpoint not found: {tmp_path}/missing.pt"
     help_text = subprocess.run([sys.executable, "-m", "kdistill", "distill", "--help"],
                                capture_output=True, text=True).stdout
-    for flag in ("--temperature", "--soft-weight", "--hard-weight", "--loss", "--cache-dir",
+    for flag in ("--temperature", "--soft-weight", "--hard-weight", "--method", "--cache-dir",
                  "--jitter", "--grad-clip", "--no-resume", "--max-norm"):
         assert flag in help_text
 

@@ -11,8 +11,9 @@ import pytest
 
 from kdistill.cli import main
 from kdistill.experiments import model_compression as mc
-from kdistill.tabular.encoding import TabularProblem
+from kdistill.tabular import compress as tc
 from kdistill.tabular.mimic import load_mimic
+from kdistill.tabular.problems import TabularProblem
 from kdistill.tabular.selection import metric_score
 
 QUICK = dict(preset="tiny", n_jobs=1, selection_bags=3, munge_k=2, mimic_hidden=((16,), (4,)),
@@ -31,16 +32,16 @@ def synthetic(n: int = 240, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
 
 def test_gain_captured_matches_the_paper_rows() -> None:
     # letter.p2 in Table 2: munge 0.179, ensemble 0.178, ann 0.228 -> 0.98
-    assert mc.gain_captured(0.228, 0.179, 0.178) == pytest.approx(0.98)
-    assert mc.gain_captured(0.3, 0.3, 0.31) is None  # the ensemble did not beat the ANN
+    assert tc.gain_captured(0.228, 0.179, 0.178) == pytest.approx(0.98)
+    assert tc.gain_captured(0.3, 0.3, 0.31) is None  # the ensemble did not beat the ANN
 
 
 def test_compress_split_numbers_are_what_the_saved_models_give(tmp_path) -> None:
     X, y = synthetic()
     parts = [(X.iloc[a:b].reset_index(drop=True), y[a:b]) for a, b in
              ((0, 120), (120, 180), (180, 240))]
-    cfg = mc.CompressionConfig(**QUICK)
-    r = mc.compress_split(*parts[0], *parts[1], *parts[2], cfg, out_dir=tmp_path,
+    cfg = tc.CompressionConfig(**QUICK)
+    r = tc.compress_split(*parts[0], *parts[1], *parts[2], cfg, out_dir=tmp_path,
                           log=lambda _: None)
     X_test, y_test = parts[2]
     ensemble = joblib.load(tmp_path / "ensemble.joblib")
@@ -54,7 +55,7 @@ def test_compress_split_numbers_are_what_the_saved_models_give(tmp_path) -> None
                                                      rel=1e-6)
     assert r["rows"] == {"train": 120, "hillclimb": 60, "test": 60, "transfer": 360,
                          "input_features": 4}
-    assert set(r["rmse"]) == set(mc.METHODS)
+    assert set(r["rmse"]) == set(tc.METHODS)
     assert r["size_ratio_vs_ensemble"] == pytest.approx(
         r["size_bytes"]["ensemble"] / r["size_bytes"]["mimic_munge"])
     assert (tmp_path / "selection.png").stat().st_size > 0
@@ -66,7 +67,7 @@ def test_run_writes_the_summary(tmp_path, monkeypatch) -> None:
         return TabularProblem(name, X, y, ["shade"], f"synthetic {name}", (120, 60, None))
 
     monkeypatch.setattr(mc, "load_problem", fake_problem)
-    s = mc.run(mc.CompressionConfig(**QUICK), ("letter.p1", "dna"), report_dir=tmp_path / "rep",
+    s = mc.run(tc.CompressionConfig(**QUICK), ("letter.p1", "dna"), report_dir=tmp_path / "rep",
                out=tmp_path / "runs", log=lambda _: None)
     saved = json.loads((tmp_path / "rep" / "summary.json").read_text())
     assert [p["name"] for p in saved["problems"]] == ["letter.p1", "dna"]
@@ -74,8 +75,8 @@ def test_run_writes_the_summary(tmp_path, monkeypatch) -> None:
         assert set(p["rmse"]) == {"single", "ensemble", "ann", "mimic_munge", "mimic_small",
                                   "mimic_random"}
         assert p["computed_by"]
-    mean = {m: np.mean([p["rmse"][m] for p in saved["problems"]]) for m in mc.METHODS}
-    expected = mc.gain_captured(mean["ann"], mean["mimic_munge"], mean["ensemble"])
+    mean = {m: np.mean([p["rmse"][m] for p in saved["problems"]]) for m in tc.METHODS}
+    expected = tc.gain_captured(mean["ann"], mean["mimic_munge"], mean["ensemble"])
     assert saved["mean_gain_captured"] == (None if expected is None
                                            else pytest.approx(expected))
     for key in ("speedup_vs_ensemble", "size_ratio_vs_ensemble", "command", "hardware",
@@ -90,15 +91,15 @@ def test_run_writes_the_summary(tmp_path, monkeypatch) -> None:
         raise AssertionError("a saved result should have been reused")
 
     monkeypatch.setattr(mc, "compress_split", no_compute)
-    again = mc.run(mc.CompressionConfig(**{**QUICK, "n_jobs": 2}), ("letter.p1", "dna"),
+    again = mc.run(tc.CompressionConfig(**{**QUICK, "n_jobs": 2}), ("letter.p1", "dna"),
                    report_dir=tmp_path / "rep2", out=tmp_path / "runs", log=lambda _: None)
     assert again["problems"] == saved["problems"]
     assert again["mean_gain_captured"] == saved["mean_gain_captured"]
     with pytest.raises(AssertionError, match="should have been reused"):
-        mc.run(mc.CompressionConfig(**{**QUICK, "epochs": 6}), ("letter.p1",),
+        mc.run(tc.CompressionConfig(**{**QUICK, "epochs": 6}), ("letter.p1",),
                report_dir=tmp_path / "rep3", out=tmp_path / "runs", log=lambda _: None)
     with pytest.raises(AssertionError, match="should have been reused"):
-        mc.run(mc.CompressionConfig(**QUICK), ("letter.p1",), report_dir=tmp_path / "rep3",
+        mc.run(tc.CompressionConfig(**QUICK), ("letter.p1",), report_dir=tmp_path / "rep3",
                out=tmp_path / "runs", log=lambda _: None, resume=False)
 
 
@@ -107,8 +108,8 @@ def test_the_small_mimic_is_the_best_candidate_within_the_size_budget(tmp_path) 
     parts = [(X.iloc[a:b].reset_index(drop=True), y[a:b]) for a, b in
              ((0, 120), (120, 180), (180, 240))]
     archs = ((2,), (64, 64), (8,))
-    cfg = mc.CompressionConfig(**{**QUICK, "mimic_hidden": archs})
-    r = mc.compress_split(*parts[0], *parts[1], *parts[2], cfg, log=lambda _: None)
+    cfg = tc.CompressionConfig(**{**QUICK, "mimic_hidden": archs})
+    r = tc.compress_split(*parts[0], *parts[1], *parts[2], cfg, log=lambda _: None)
     trials = r["mimic_selection"]
     assert [t["hidden"] for t in trials] == [list(a) for a in archs]
     best = min(trials, key=lambda t: t["hillclimb_rmse"])
@@ -117,8 +118,8 @@ def test_the_small_mimic_is_the_best_candidate_within_the_size_budget(tmp_path) 
     # A budget between the two smaller exports and the big one: the big net may not be small.
     sizes = sorted(t["size_bytes"] for t in trials)
     budget = r["size_bytes"]["ensemble"] / ((sizes[1] + sizes[2]) / 2)
-    r = mc.compress_split(*parts[0], *parts[1], *parts[2],
-                          mc.CompressionConfig(**{**QUICK, "mimic_hidden": archs,
+    r = tc.compress_split(*parts[0], *parts[1], *parts[2],
+                          tc.CompressionConfig(**{**QUICK, "mimic_hidden": archs,
                                                   "size_budget": budget}), log=lambda _: None)
     within = [t for t in r["mimic_selection"] if t["within_budget"]]
     assert [t["hidden"] for t in within] == [[2], [8]]
@@ -128,8 +129,8 @@ def test_the_small_mimic_is_the_best_candidate_within_the_size_budget(tmp_path) 
     assert r["size_ratio_vs_ensemble_small"] == pytest.approx(
         r["size_bytes"]["ensemble"] / r["size_bytes"]["mimic_small"])
     # No candidate fits: the smallest one, and the report says it is over budget.
-    r = mc.compress_split(*parts[0], *parts[1], *parts[2],
-                          mc.CompressionConfig(**{**QUICK, "mimic_hidden": archs,
+    r = tc.compress_split(*parts[0], *parts[1], *parts[2],
+                          tc.CompressionConfig(**{**QUICK, "mimic_hidden": archs,
                                                   "size_budget": 1e9}), log=lambda _: None)
     assert r["mimic_chosen"]["mimic_small"] == [2]
     assert not any(t["within_budget"] for t in r["mimic_selection"])

@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 from sklearn.base import clone
 
-from kdistill.tabular.encoding import (
+from kdistill.tabular.encoding import TabularEncoder
+from kdistill.tabular.problems import (
     MLBENCH_DIR,
     PROBLEMS,
-    TabularEncoder,
     load_mlbench,
     load_problem,
     read_csv_problem,

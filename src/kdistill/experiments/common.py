@@ -9,6 +9,7 @@ silently continued (the soft targets' fingerprint is part of the run's identity)
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,10 +27,12 @@ from ..distill.models import build_model, count_parameters
 from ..distill.teachers import fingerprint_module, fingerprint_tensor
 from ..distill.trainer import TrainConfig, predict_logits, train
 from ..files import atomic_write_json, atomic_write_text
-from .reporting import save_figure
+from ..reporting import jsonable, save_figure
 
 __all__ = ["fit_run", "split_validation", "ms_per_1000", "jsonable", "write_outputs",
            "mlp_spec", "provenance_lines", "build_config", "train_config", "Recipe"]
+
+_log = logging.getLogger(__name__)
 
 
 def mlp_spec(data: ArrayDataset, hidden: list[int] | tuple[int, ...],
@@ -40,11 +43,12 @@ def mlp_spec(data: ArrayDataset, hidden: list[int] | tuple[int, ...],
 
 
 def build_config(cls, dataset: str, dataset_defaults: dict, overrides: dict, what: str):
-    """An experiment config: class defaults, then the data set's, then yours (None values mean
-    'not given', so CLI flags left out keep the defaults). Unknown settings are one error."""
+    """An experiment config: class defaults, then the data set's, then yours. A setting you do
+    not pass keeps its default; one you pass is used as given, None included (so a field such
+    as ``report_dir`` or ``student_epochs`` can be set back to None over a data set's default).
+    Unknown settings are one error."""
     fields = {f.name for f in dataclasses.fields(cls)}
-    merged = {"dataset": dataset, **dataset_defaults,
-              **{k: v for k, v in overrides.items() if v is not None}}
+    merged = {"dataset": dataset, **dataset_defaults, **overrides}
     unknown = set(merged) - fields
     if unknown:
         raise ValueError(f"unknown {what} settings: {sorted(unknown)}")
@@ -96,7 +100,7 @@ def fit_run(name: str, spec: dict, data: ArrayDataset, test_data: ArrayDataset |
             teacher: nn.Module | None = None, init_seed: int = 0, model: nn.Module | None = None,
             val_data: ArrayDataset | None = None,
             eval_extra: dict[str, ArrayDataset] | None = None, resume: bool = True,
-            extra: dict | None = None, log: Callable[[str], None] = print,
+            extra: dict | None = None, log: Callable[[str], None] = _log.info,
             ) -> tuple[nn.Module, dict]:
     """Train one run (resuming its checkpoint) and return (model, row).
 
@@ -168,22 +172,6 @@ def ms_per_1000(models: nn.Module | list[nn.Module], x: torch.Tensor, repeats: i
         once()
         times.append(time.perf_counter() - t0)
     return 1000.0 * float(np.median(times)) * 1000.0 / len(x)
-
-
-def jsonable(obj):
-    """Plain JSON types all the way down (numpy scalars/arrays, tuples, non-str keys; NaN and
-    infinities become null, which strict JSON readers accept)."""
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return jsonable(obj.tolist())
-    if isinstance(obj, (np.floating, np.integer, np.bool_)):
-        return jsonable(obj.item())
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None
-    return obj
 
 
 def write_outputs(results: dict, out: Path, stem: str, markdown: Callable[[dict, str], str],

@@ -14,6 +14,7 @@ last epoch of one seed.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ from ..distill.losses import check_temperature, check_weights
 from ..distill.metrics import classification_metrics
 from ..distill.teachers import COMBINE_RULES, combine_members, run_teacher
 from ..distill.trainer import resolve_device
+from ..reporting import markdown_table, provenance
+from . import setting
 from .common import (
     Recipe,
     build_config,
@@ -41,9 +44,10 @@ from .common import (
     train_config,
     write_outputs,
 )
-from .reporting import markdown_table, provenance
 
-__all__ = ["EnsembleConfig", "config_from", "run"]
+__all__ = ["summary", "EnsembleConfig", "config_from", "run"]
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -52,27 +56,41 @@ class EnsembleConfig:
     data_dir: str | None = None
     download: bool = False
     out: str = "runs/ensemble"
-    members: int = 10
-    bootstrap: bool = False              # each member also gets its own bootstrap sample
-    combine: str = "arith_prob"          # arith_prob (mean of probabilities) | geo_logit
-    hidden: tuple[int, ...] = (512, 512)
-    member_jitter: int = 0               # >0: members (and the baseline) train on images
-                                         # shifted online by up to this many pixels
-    hidden_dropout: float = 0.0         # dropout makes the members alike: 0.2 gave a 0.25-point
-                                          # ensemble gain on Fashion-MNIST (docs/results/ensemble)
-    temperatures: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0)
+    members: int = setting(10, "ensemble size")
+    bootstrap: bool = setting(False, "also give each member its own bootstrap sample")
+    combine: str = setting(
+        "arith_prob",
+        "arith_prob: mean of the members' probabilities at T; geo_logit: normalized geometric"
+        " mean (mean of logits)", choices=COMBINE_RULES)
+    hidden: tuple[int, ...] = setting((512, 512), "MLP hidden widths of every model")
+    member_jitter: int = setting(
+        0,
+        "train the members on images shifted online by up to this many pixels")
+    # dropout makes the members alike: 0.2 gave a 0.25-point ensemble gain on Fashion-MNIST
+    # (docs/results/ensemble)
+    hidden_dropout: float = setting(0.0, "hidden dropout of every member")
+    temperatures: tuple[float, ...] = setting(
+        (1.0, 2.0, 5.0, 10.0),
+        "distillation temperatures (the headline one chosen on validation)")
     soft_weight: float = 1.0
-    hard_weight: float = 0.5             # the paper's relative weight on the hard targets
-    self_distill: bool = True
-    student_dropout: float | None = None  # None: the members' hidden dropout
+    hard_weight: float = setting(0.5, "hard-term weight")  # the paper's relative weight
+    self_distill: bool = setting(True, "also distill a fresh model from one trained model")
+    student_dropout: float | None = setting(
+        None,
+        "hidden dropout of distilled models (unset: the members')")
     # Jittered copies of the training images added to the students' transfer set, with the
     # ensemble's soft targets on each: on the training images alone a same-size student did not
     # match the ensemble (docs/results/ensemble/README.md). A baseline trained with hard labels
     # on the same transfer set is reported as a control for the augmentation.
-    transfer_copies: int = 2
-    transfer_jitter: int = 1
-    epochs: int = 20
-    student_epochs: int | None = None    # None: the members' epochs
+    transfer_copies: int = setting(
+        2,
+        "jittered copies of the training images added to the students' transfer set, with the"
+        " ensemble's soft targets on each (0: the training images only)")
+    transfer_jitter: int = setting(1, "pixels of shift for those copies")
+    epochs: int = setting(20, "epochs of every member")
+    student_epochs: int | None = setting(
+        None,
+        "epochs of distilled models and of the hard-label control (unset: --epochs)")
     validation_size: int = 5000
     batch_size: int = 256
     lr: float = 1e-3
@@ -111,13 +129,13 @@ class EnsembleConfig:
 
 
 def config_from(dataset: str, **overrides) -> EnsembleConfig:
-    """Class defaults, then the data set's, then yours (None means 'not given')."""
+    """Class defaults, then the data set's, then yours."""
     defaults = {"digits": {"batch_size": 64, "epochs": 40, "validation_size": 270,
                            "hidden": (256, 256)}}.get(dataset, {})
     return build_config(EnsembleConfig, dataset, defaults, overrides, "ensemble")
 
 
-def run(cfg: EnsembleConfig, log: Callable[[str], None] = print) -> dict:
+def run(cfg: EnsembleConfig, log: Callable[[str], None] = _log.info) -> dict:
     cfg.validate()
     t_start = time.perf_counter()
     splits = load_dataset(cfg.dataset, cfg.data_dir, cfg.download)
@@ -374,9 +392,6 @@ def render_markdown(r: dict, png_name: str) -> str:
 
 
 def plot(r: dict):
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(13, 4.5))
@@ -420,3 +435,18 @@ def plot(r: dict):
     ax2.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def summary(r: dict, cfg: EnsembleConfig) -> list[str]:
+    """The lines `kdistill reproduce ensemble` prints at the end."""
+    return [f"test accuracy: baseline {r['baseline_accuracy']:.4f}, {r['members']}x ensemble "
+            f"{r['ensemble_accuracy']:.4f}, distilled (T={r['temperature']:g}) "
+            f"{r['distilled_accuracy']:.4f}, self-distilled {r['self_distilled_accuracy']}; "
+            f"gain recovered {_pct(r['gain_recovered'])}; ms per 1,000: ensemble "
+            f"{r['ensemble_ms_per_1000']:.2f}, distilled {r['distilled_ms_per_1000']:.2f}",
+            f"report: {Path(cfg.out) / 'results.md'} (+ .json, .png); wall time "
+            f"{r['wall_seconds']:.0f} s"]
+
+
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None else f"{100 * v:.1f}%"

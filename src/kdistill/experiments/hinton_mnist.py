@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,10 +33,13 @@ from ..distill.metrics import classification_metrics
 from ..distill.teachers import combine_members, run_teacher
 from ..distill.trainer import resolve_device
 from ..files import atomic_write_json, atomic_write_text
+from ..reporting import markdown_table, provenance, save_figure
+from . import setting
 from .common import Recipe, build_config, fit_run, jsonable, train_config
-from .reporting import markdown_table, provenance, save_figure
 
-__all__ = ["HintonMnistConfig", "TEACHER_RECIPES", "run", "defaults_for"]
+__all__ = ["summary", "HintonMnistConfig", "TEACHER_RECIPES", "run", "defaults_for"]
+
+_log = logging.getLogger(__name__)
 
 
 # name -> (model spec fields, training overrides). "paper" is SPEC 2.1; the others drop or
@@ -61,19 +65,29 @@ class HintonMnistConfig:
     data_dir: str | None = None
     download: bool = False
     out: str = "runs/hinton-mnist"
-    teacher_recipe: str = "auto"          # a TEACHER_RECIPES key, or auto
-    validation_size: int = 5000           # held out from train, only for teacher_recipe=auto
-    teacher_members: int = 1              # >1: an ensemble of that many seeds of the recipe,
-                                          # soft targets = mean of the members' probs at T
-    student_hidden: int = 800
-    temperature: float = 20.0
+    teacher_recipe: str = setting(
+        "auto",
+        "paper: 1200-1200, dropout, max-norm, 2-pixel jitter; auto: choose among the recipes "
+        "on a validation split", choices=(*TEACHER_RECIPES, "auto"))
+    validation_size: int = setting(
+        5000,
+        "examples held out of the training set, only for --teacher-recipe auto")
+    teacher_members: int = setting(
+        1,
+        "teach with an ensemble of this many seeds of the recipe (mean of their probabilities"
+        " at T)")
+    student_hidden: int = setting(800, "width of the student's two hidden layers")
+    temperature: float = setting(20.0, "headline distillation temperature T", flags=("-T",))
     soft_weight: float = 1.0
-    hard_weight: float = 0.1              # "considerably lower weight on the hard term"
-    sweep_hidden: tuple[int, ...] = (800, 300, 30)
-    sweep_temperatures: tuple[float, ...] = (1.0, 2.0, 2.5, 4.0, 8.0, 20.0)
-    sweep: bool = True
-    teacher_epochs: int = 30
-    student_epochs: int = 20
+    # "considerably lower weight on the hard term"
+    hard_weight: float = setting(0.1, "weight of the hard-label term")
+    sweep_hidden: tuple[int, ...] = setting((800, 300, 30), "student widths of the sweep")
+    sweep_temperatures: tuple[float, ...] = setting(
+        (1.0, 2.0, 2.5, 4.0, 8.0, 20.0),
+        "temperatures of the sweep")
+    sweep: bool = setting(True, "run the width x temperature sweep")
+    teacher_epochs: int = setting(30, "teacher epochs")
+    student_epochs: int = setting(20, "student epochs")
     batch_size: int = 256
     lr: float = 1e-3
     optimizer: str = "adam"
@@ -114,7 +128,7 @@ def defaults_for(dataset: str) -> dict:
     return {}
 
 
-def run(cfg: HintonMnistConfig, log: Callable[[str], None] = print) -> dict:
+def run(cfg: HintonMnistConfig, log: Callable[[str], None] = _log.info) -> dict:
     """Run the whole protocol and write `<out>/results.{json,md,png}`; returns the results."""
     cfg.validate()
     t_start = time.perf_counter()
@@ -371,9 +385,6 @@ def render_markdown(r: dict, png_name: str) -> str:
 def plot_sweep(r: dict):
     """Left: test errors per epoch of teacher, student and distilled student. Right (with a
     sweep): errors against T for each student width, hard-label baselines dotted."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
@@ -422,3 +433,19 @@ def config_from(dataset: str, **overrides) -> HintonMnistConfig:
     """The experiment's config for a data set: class defaults, then the data set's, then yours."""
     return build_config(HintonMnistConfig, dataset, defaults_for(dataset), overrides,
                         "hinton-mnist")
+
+
+def summary(r: dict, cfg: HintonMnistConfig) -> list[str]:
+    """The lines `kdistill reproduce hinton-mnist` (and `kdistill demo`) print at the end."""
+    n = r["test_size"]
+    lines = ["", f"{'model':<44} {'test errors':>12} {'error rate':>11}"]
+    for key, label in (("teacher", f"teacher ({r['teacher_recipe']})"),
+                       ("student", "student, hard labels"),
+                       ("distilled", f"student, distilled at T={r['temperature']:g}")):
+        e = r[f"{key}_errors"]
+        lines.append(f"{label:<44} {e:>12} {100 * e / n:>10.2f}%")
+    if r["gap_recovered"] is not None:
+        lines.append(f"gap recovered by distillation: {100 * r['gap_recovered']:.1f}%")
+    lines.append(f"report: {Path(cfg.out) / 'results.md'} (+ .json, .png); wall time "
+                 f"{r['wall_seconds']:.0f} s")
+    return lines

@@ -17,6 +17,7 @@ Every figure is the last epoch of one seed.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +32,8 @@ from ..distill.data import load_dataset
 from ..distill.losses import check_temperature, check_weights
 from ..distill.teachers import run_teacher
 from ..distill.trainer import resolve_device
+from ..reporting import markdown_table, provenance
+from . import setting
 from .common import (
     build_config,
     fit_run,
@@ -40,9 +43,10 @@ from .common import (
     train_config,
     write_outputs,
 )
-from .reporting import markdown_table, provenance
 
-__all__ = ["OmittedClassConfig", "config_from", "run", "evaluate_fix"]
+__all__ = ["summary", "OmittedClassConfig", "config_from", "run", "evaluate_fix"]
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -51,16 +55,18 @@ class OmittedClassConfig:
     data_dir: str | None = None
     download: bool = False
     out: str = "runs/omitted-class"
-    omit: tuple[int, ...] = (3,)           # case 1: the transfer set lacks these classes
-    keep_only: tuple[int, ...] = (7, 8)    # case 2: the transfer set has only these; () skips
-    teacher_hidden: tuple[int, ...] = (1200, 1200)
-    teacher_dropout: float = 0.2
-    student_hidden: tuple[int, ...] = (800, 800)
-    temperature: float = 20.0
+    omit: tuple[int, ...] = setting((3,), "classes left out of the transfer set")
+    keep_only: tuple[int, ...] = setting(
+        (7, 8),
+        "second case: a transfer set of only these classes; give no class to skip it", nargs="*")
+    teacher_hidden: tuple[int, ...] = setting((1200, 1200), "teacher hidden widths")
+    teacher_dropout: float = setting(0.2, "teacher hidden dropout")
+    student_hidden: tuple[int, ...] = setting((800, 800), "student hidden widths")
+    temperature: float = setting(20.0, "distillation temperature T", flags=("-T",))
     soft_weight: float = 1.0
-    hard_weight: float = 0.1
-    teacher_epochs: int = 20
-    student_epochs: int = 20
+    hard_weight: float = setting(0.1, "hard-term weight")
+    teacher_epochs: int = setting(20, "teacher epochs")
+    student_epochs: int = setting(20, "student epochs")
     batch_size: int = 256
     lr: float = 1e-3
     optimizer: str = "adam"
@@ -94,7 +100,7 @@ class OmittedClassConfig:
 
 
 def config_from(dataset: str, **overrides) -> OmittedClassConfig:
-    """Class defaults, then the data set's, then yours (None means 'not given')."""
+    """Class defaults, then the data set's, then yours."""
     defaults = {"digits": {"batch_size": 64, "teacher_epochs": 60, "student_epochs": 60}
                 }.get(dataset, {})
     return build_config(OmittedClassConfig, dataset, defaults, overrides, "omitted-class")
@@ -127,7 +133,7 @@ def _recall(logits: torch.Tensor, y: torch.Tensor, classes: list[int]) -> float:
     return float((logits.argmax(1)[mask] == y[mask]).float().mean())
 
 
-def run(cfg: OmittedClassConfig, log: Callable[[str], None] = print) -> dict:
+def run(cfg: OmittedClassConfig, log: Callable[[str], None] = _log.info) -> dict:
     splits = load_dataset(cfg.dataset, cfg.data_dir, cfg.download)
     train_set, test = splits.train, splits.test
     k = train_set.num_classes
@@ -288,9 +294,6 @@ def render_markdown(r: dict, png_name: str) -> str:
 
 
 def plot(r: dict):
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     cases = r["cases"]
@@ -321,3 +324,13 @@ def plot(r: dict):
     fig.tight_layout()
     return fig
 
+
+def summary(r: dict, cfg: OmittedClassConfig) -> list[str]:
+    """The lines `kdistill reproduce omitted-class` prints at the end."""
+    lines = [f"{case} {c['omitted_classes']}: test errors before {c['errors_before']}, "
+             f"auto fix {c['errors_auto']}, oracle {c['errors_oracle']}, whole transfer "
+             f"set {c['errors_full_transfer']}; recall on left-out classes "
+             f"{c['recall_omitted_before']:.3f} -> {c['recall_omitted_auto']:.3f} "
+             f"(teacher {c['teacher_recall_omitted']:.3f})" for case, c in r["cases"].items()]
+    return lines + [f"report: {Path(cfg.out) / 'results.md'} (+ .json, .png); wall time "
+                    f"{r['wall_seconds']:.0f} s"]

@@ -16,6 +16,7 @@ targets' own effect. Every other figure is the last epoch of one seed.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +29,8 @@ from ..distill.cache import cached_teacher_logits
 from ..distill.data import load_dataset
 from ..distill.losses import check_temperature, check_weights
 from ..distill.trainer import evaluate, resolve_device
+from ..reporting import markdown_table, provenance
+from . import setting
 from .common import (
     Recipe,
     build_config,
@@ -39,9 +42,10 @@ from .common import (
     train_config,
     write_outputs,
 )
-from .reporting import markdown_table, provenance
 
-__all__ = ["SoftRegularizerConfig", "config_from", "run"]
+__all__ = ["summary", "SoftRegularizerConfig", "config_from", "run"]
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -50,17 +54,22 @@ class SoftRegularizerConfig:
     data_dir: str | None = None
     download: bool = False
     out: str = "runs/soft-regularizer"
-    fraction: float = 0.03
-    hidden: tuple[int, ...] = (512, 512)
-    hidden_dropout: float = 0.2
-    temperatures: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0)
+    fraction: float = setting(0.03, "share of the training set (digits: 0.1)")
+    hidden: tuple[int, ...] = setting((512, 512), "MLP hidden widths")
+    hidden_dropout: float = setting(0.2, "hidden dropout")
+    temperatures: tuple[float, ...] = setting(
+        (1.0, 2.0, 4.0, 8.0),
+        "candidate T, chosen on validation")
     soft_weight: float = 1.0
-    hard_weight: float = 0.0               # soft targets only, as the paper's "Soft Targets" row
-    jitter: int = 1                        # >0: also the jittered-3% rows; 0 skips them
-    full_epochs: int = 20
-    small_epochs: int = 100
+    # soft targets only, as the paper's "Soft Targets" row
+    hard_weight: float = setting(0.0, "hard-term weight of the soft run (0: soft targets only)")
+    jitter: int = setting(
+        1,
+        "also train on the fraction with this many pixels of jitter (0 skips those rows)")
+    full_epochs: int = setting(20, "epochs of the full-data model")
+    small_epochs: int = setting(100, "epochs of the runs on the fraction")
     batch_size: int = 256
-    small_batch_size: int = 128
+    small_batch_size: int = setting(128, "batch size of the runs on the fraction")
     validation_size: int = 5000
     lr: float = 1e-3
     optimizer: str = "adam"
@@ -91,7 +100,7 @@ class SoftRegularizerConfig:
 
 
 def config_from(dataset: str, **overrides) -> SoftRegularizerConfig:
-    """Class defaults, then the data set's, then yours (None means 'not given'). On the tiny
+    """Class defaults, then the data set's, then yours. On the tiny
     digits set 3% is 40 images, so its default fraction is 10%."""
     defaults = {"digits": {"fraction": 0.1, "batch_size": 64, "small_batch_size": 32,
                            "full_epochs": 60, "small_epochs": 200, "validation_size": 270,
@@ -99,7 +108,7 @@ def config_from(dataset: str, **overrides) -> SoftRegularizerConfig:
     return build_config(SoftRegularizerConfig, dataset, defaults, overrides, "soft-regularizer")
 
 
-def run(cfg: SoftRegularizerConfig, log: Callable[[str], None] = print) -> dict:
+def run(cfg: SoftRegularizerConfig, log: Callable[[str], None] = _log.info) -> dict:
     cfg.validate()
     t_start = time.perf_counter()
     splits = load_dataset(cfg.dataset, cfg.data_dir, cfg.download)
@@ -260,9 +269,6 @@ def render_markdown(r: dict, png_name: str) -> str:
 
 
 def plot(r: dict):
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 5))
@@ -293,3 +299,18 @@ def plot(r: dict):
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def summary(r: dict, cfg: SoftRegularizerConfig) -> list[str]:
+    """The lines `kdistill reproduce soft-regularizer` prints at the end."""
+    return [f"test accuracy: full data {r['full_data_accuracy']:.4f}; "
+            f"{100 * r['fraction']:g}% hard labels peak {r['hard_peak_accuracy']:.4f} (on "
+            f"test), final {r['hard_final_accuracy']:.4f}; soft targets (T="
+            f"{r['temperature']:g}) final {r['soft_final_accuracy']:.4f}; gap recovered "
+            f"{_pct(r['gap_recovered'])}",
+            f"report: {Path(cfg.out) / 'results.md'} (+ .json, .png); wall time "
+            f"{r['wall_seconds']:.0f} s"]
+
+
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None else f"{100 * v:.1f}%"

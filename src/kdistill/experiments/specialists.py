@@ -20,6 +20,7 @@ and its subset, so a stale specialist is refused, never reused.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -36,6 +37,8 @@ from ..distill.models import MLP
 from ..distill.specialist_models import specialist_from_generalist
 from ..distill.teachers import fingerprint_module, run_teacher
 from ..distill.trainer import TrainConfig, resolve_device
+from ..reporting import markdown_table, provenance
+from . import setting
 from .common import (
     Recipe,
     build_config,
@@ -46,10 +49,12 @@ from .common import (
     split_validation,
     write_outputs,
 )
-from .reporting import markdown_table, provenance
 
-__all__ = ["SpecialistsConfig", "config_from", "defaults_for", "run", "train_specialists",
-           "combine_with_specialists", "conditional_accuracy", "gain_by_covering"]
+__all__ = ["summary", "SpecialistsConfig", "config_from", "defaults_for", "run",
+           "train_specialists", "combine_with_specialists", "conditional_accuracy",
+           "gain_by_covering"]
+
+_log = logging.getLogger(__name__)
 
 _KNOWN_CLASSES = {"digits": 10, "mnist": 10, "fashion-mnist": 10, "kmnist": 10, "letter": 26}
 _DUSTBIN_FIT_ROWS = 10_000  # training inputs used to fit the dustbin row at initialization
@@ -61,17 +66,25 @@ class SpecialistsConfig:
     data_dir: str | None = None
     download: bool = False
     out: str = "runs/specialists"
-    hidden: tuple[int, ...] = (256, 256)      # generalist (and specialist) hidden layers
-    generalist_epochs: int = 40
+    hidden: tuple[int, ...] = setting((256, 256), "generalist (and specialist) MLP hidden widths")
+    generalist_epochs: int = setting(40, "generalist epochs")
     batch_size: int = 128
     lr: float = 1e-3                          # Adam, cosine schedule
-    num_subsets: int = 8                      # k of the k-means on covariance columns
-    subset_size: int | None = 5               # None: the disjoint k-means partition
-    specialist_epochs: tuple[int, ...] = (10, 30, 60)  # >1 value: chosen on validation
-    specialist_lr: float = 1e-3               # Adam, cosine, from the generalist's weights
-    special_fraction: float = 0.5             # share of subset examples in a specialist's data
+    # k of the k-means on covariance columns
+    num_subsets: int = setting(8, "number of k-means clusters of classes (specialists)")
+    subset_size: int | None = setting(
+        5,
+        "classes per specialist (overlapping subsets); 0: the disjoint k-means partition",
+        none_if=0)
+    specialist_epochs: tuple[int, ...] = setting(
+        (10, 30, 60),
+        "candidate specialist epochs, chosen on validation")
+    specialist_lr: float = setting(1e-3, "Adam learning rate of the specialists")
+    special_fraction: float = setting(
+        0.5,
+        "share of subset examples in a specialist's training data")
     validation_size: int = 2000               # held out of the training set
-    seeds: tuple[int, ...] = (0,)
+    seeds: tuple[int, ...] = setting((0,), "one run per seed, pooled in the tables")
     device: str = "auto"
     progress: bool = False
     fresh: bool = False                       # ignore existing checkpoints under out/
@@ -133,8 +146,7 @@ def defaults_for(dataset: str) -> dict:
 
 
 def config_from(dataset: str, **overrides) -> SpecialistsConfig:
-    """The experiment's config for a data set: class defaults, then the data set's, then yours
-    (None values are ignored, so CLI flags left out keep the defaults)."""
+    """The experiment's config for a data set: class defaults, then the data set's, then yours."""
     cfg = build_config(SpecialistsConfig, dataset, defaults_for(dataset), overrides,
                        "specialists")
     for key in ("hidden", "specialist_epochs", "seeds"):
@@ -154,7 +166,7 @@ def _probs(model: nn.Module, x: torch.Tensor, device: torch.device) -> np.ndarra
 def train_specialists(generalist: MLP, spec: dict, subsets: list[np.ndarray],
                       fit: ArrayDataset, val: ArrayDataset, tcfg: Recipe, out: Path, *,
                       name: str, special_fraction: float = 0.5, sample_seed: int = 0,
-                      resume: bool = True, log: Callable[[str], None] = print,
+                      resume: bool = True, log: Callable[[str], None] = _log.info,
                       ) -> tuple[list[nn.Module], list[dict]]:
     """One specialist per subset, each initialized from the generalist and trained with `tcfg`
     on specialist_sample(fit) with dustbin labels; returns (models, rows). Each run is tied to
@@ -376,7 +388,7 @@ def _pool(per_seed: list[dict], part: str) -> dict:
     }
 
 
-def run(cfg: SpecialistsConfig, log: Callable[[str], None] = print) -> dict:
+def run(cfg: SpecialistsConfig, log: Callable[[str], None] = _log.info) -> dict:
     """Run the protocol for every seed and write `<out>/results.{json,md,png}` (and
     `<report_dir>/<dataset>.*`); returns the results."""
     cfg.validate()
@@ -519,9 +531,6 @@ def render_markdown(r: dict, png_name: str) -> str:
 def plot_results(r: dict):
     """Left: Table 4 as bars (relative accuracy change by covering count, delta on top).
     Right: which classes each specialist covers (first seed)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.5), gridspec_kw={"width_ratios": [1, 1.4]})
@@ -557,3 +566,13 @@ def plot_results(r: dict):
     ax.set_title(f"classes covered by each specialist (seed {first['seed']})")
     fig.tight_layout()
     return fig
+
+
+def summary(r: dict, cfg: SpecialistsConfig) -> list[str]:
+    """The lines `kdistill reproduce specialists` prints at the end."""
+    lines = [f"test accuracy: generalist {r['generalist_accuracy']:.4f}, with specialists "
+             f"{r['combined_accuracy']:.4f}"]
+    lines += [f"  covered by {row['covering']}: {row['examples']} examples, "
+              f"{row['delta_correct']:+d} correct" for row in r["gain_by_covering"]]
+    return lines + [f"report: {Path(cfg.out) / 'results.md'} (+ .json, .png); wall time "
+                    f"{r['wall_seconds']:.0f} s"]

@@ -1,5 +1,8 @@
 """What every result file says about itself: command, hardware, versions, wall time; and the
-small Markdown/plot helpers the experiments share."""
+small JSON/Markdown/plot helpers the experiments and the tabular pipeline share.
+
+No torch or matplotlib at import time (the tabular half and the CLI import this): torch is read
+only when a provenance record is made, matplotlib only when a figure is saved."""
 
 from __future__ import annotations
 
@@ -9,11 +12,11 @@ import shlex
 import sys
 from pathlib import Path
 
-import torch
+import numpy as np
 
-from ..files import atomic_write
+from .files import atomic_write
 
-__all__ = ["provenance", "hardware", "markdown_table", "save_figure", "command_line"]
+__all__ = ["provenance", "hardware", "markdown_table", "save_figure", "command_line", "jsonable"]
 
 
 def command_line() -> str:
@@ -24,6 +27,8 @@ def command_line() -> str:
 
 
 def hardware() -> str:
+    import torch
+
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as fh:
@@ -40,14 +45,14 @@ def hardware() -> str:
 
 
 def provenance(command: str | None = None) -> dict:
-    import numpy
+    import torch
 
     return {
         "command": command or command_line(),
         "hardware": hardware(),
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "numpy": numpy.__version__,
+        "numpy": np.__version__,
         "platform": platform.platform(),
     }
 
@@ -70,3 +75,19 @@ def save_figure(fig, path: str | os.PathLike) -> Path:
                                                      bbox_inches="tight"))
     plt.close(fig)
     return out
+
+
+def jsonable(obj):
+    """Plain JSON types all the way down (numpy scalars/arrays, tuples, non-str keys; NaN and
+    infinities become null, which strict JSON readers accept)."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist())
+    if isinstance(obj, (np.floating, np.integer, np.bool_)):
+        return jsonable(obj.item())
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj

@@ -1,0 +1,119 @@
+"""`kdistill compress` (a CSV file) and `kdistill reproduce model-compression` (the paper's UCI
+problems): the same pipeline and the same flags for its settings. Their flags are added on
+first use, since the library presets come from scikit-learn."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .common import architecture
+
+NAME = "compress"
+
+
+def add_compression(p: argparse.ArgumentParser) -> None:
+    """The pipeline settings both commands take (unset: CompressionConfig's defaults)."""
+    from ..tabular.library import PRESETS
+
+    p.add_argument("--preset", choices=PRESETS, default=None,
+                   help="model library: default (~290 models, the default), small (~40), tiny")
+    p.add_argument("--n-jobs", type=int, default=None, help="joblib workers (default: 2)")
+    p.add_argument("--munge-k", type=int, default=None,
+                   help="MUNGE rows per training row (default: 10 for compress, 25 for "
+                        "reproduce)")
+    p.add_argument("--mimic-hidden", nargs="+", type=architecture, default=None,
+                   metavar="WIDTHS",
+                   help="candidate mimic architectures, hidden widths joined by x, chosen on "
+                        "the hillclimb rows (default: 32 128 256 32x32 64x64 128x128 256x256)")
+    p.add_argument("--mimic-epochs", type=int, default=None, help="mimic epochs (default: 60)")
+    p.add_argument("--size-budget", type=float, default=None,
+                   help="the small mimic is at most 1/N of the ensemble's size (default: 1000)")
+
+
+def _populate_compress(c: argparse.ArgumentParser) -> None:
+    c.add_argument("data", help="CSV file with a header row")
+    c.add_argument("--target", required=True, help="the class column")
+    c.add_argument("--out", default="kdistill-compress",
+                   help="output folder: mimic.pt, ensemble.joblib, report.{json,md}, "
+                        "selection.png (default: %(default)s)")
+    c.add_argument("--nominal", nargs="+", default=None,
+                   help="columns to treat as nominal (default: the non-numeric ones)")
+    c.add_argument("--hillclimb-fraction", type=float, default=0.2,
+                   help="share of rows for ensemble selection (default: %(default)s)")
+    c.add_argument("--test-fraction", type=float, default=0.2,
+                   help="share of rows held out for the report (default: %(default)s)")
+    c.add_argument("--seed", type=int, default=0)
+    add_compression(c)
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    return subparsers.add_parser(
+        NAME, populate=_populate_compress,
+        help="compress a CSV's ensemble into a small net",
+        description="Model compression on a CSV file: a library of scikit-learn models, "
+                    "ensemble selection on a hillclimb split, MUNGE pseudo-data labelled by "
+                    "the ensemble, a mimic MLP; writes the models and a report (metrics, "
+                    "sizes, prediction times, the selection trajectory plot).")
+
+
+def compression_config(a: argparse.Namespace, **defaults):
+    """CompressionConfig from the flags given (unset flags keep `defaults`, then the class's)."""
+    from ..experiments import model_compression
+
+    given = {"preset": a.preset, "n_jobs": a.n_jobs, "munge_k": a.munge_k,
+             "mimic_hidden": tuple(a.mimic_hidden) if a.mimic_hidden else None,
+             "epochs": a.mimic_epochs, "size_budget": a.size_budget, "seed": a.seed}
+    cfg = model_compression.config_from(**{**defaults, **{k: v for k, v in given.items()
+                                                          if v is not None}})
+    cfg.validate()
+    return cfg
+
+
+def run(a: argparse.Namespace) -> int:
+    from ..tabular.compress_csv import compress_csv
+
+    cfg = compression_config(a, munge_k=10)
+    r = compress_csv(a.data, a.target, a.out, cfg, hillclimb_fraction=a.hillclimb_fraction,
+                     test_fraction=a.test_fraction, nominal=a.nominal)
+    print(f"test RMSE: ensemble {r['rmse']['ensemble']:.4f}, mimic {r['rmse']['mimic_munge']:.4f}"
+          f", single {r['rmse']['single']:.4f}, ann {r['rmse']['ann']:.4f}; mimic "
+          f"{r['speedup_vs_ensemble']:.0f}x faster, {r['size_ratio_vs_ensemble']:.0f}x smaller; "
+          f"small mimic {r['rmse']['mimic_small']:.4f}, "
+          f"{r['size_ratio_vs_ensemble_small']:.0f}x smaller")
+    print(f"report: {Path(a.out) / 'report.md'}; models: {Path(a.out) / 'mimic.pt'}, "
+          f"{Path(a.out) / 'mimic-small.pt'}, {Path(a.out) / 'ensemble.joblib'}")
+    return 0
+
+
+# ----------------------------------------------------------- reproduce model-compression
+
+def populate_reproduce(m: argparse.ArgumentParser) -> None:
+    m.add_argument("--problems", nargs="+", default=None,
+                   help="UCI problems (default: letter.p1 letter.p2 satellite dna shuttle)")
+    m.add_argument("--out", default=None, help="work folder (default: runs/model-compression)")
+    m.add_argument("--report-dir", default=None,
+                   help="summary.json, results.md, results.png (default "
+                        "docs/results/model-compression)")
+    m.add_argument("--seed", type=int, default=None)
+    m.add_argument("--no-resume", action="store_true",
+                   help="recompute every problem even if --out holds its result")
+    add_compression(m)
+
+
+def run_reproduce(a: argparse.Namespace) -> int:
+    from ..experiments import model_compression
+    from ..tabular.problems import PROBLEMS
+
+    cfg = compression_config(a)
+    problems = tuple(a.problems) if a.problems else PROBLEMS
+    report_dir = a.report_dir or "docs/results/model-compression"
+    s = model_compression.run(cfg, problems, report_dir=report_dir,
+                              out=a.out or "runs/model-compression", resume=not a.no_resume)
+    for label, key in (("mimic", ""), ("small mimic", "_small")):
+        gain = s["mean_gain_captured" + key]
+        print(f"{label}: mean gain captured {'n/a' if gain is None else f'{gain:.2f}'}, "
+              f"{s['speedup_vs_ensemble' + key]:.0f}x faster, "
+              f"{s['size_ratio_vs_ensemble' + key]:.0f}x smaller than the ensemble")
+    print(f"wall time {s['wall_seconds']:.0f} s; report in {report_dir}")
+    return 0

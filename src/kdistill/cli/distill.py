@@ -1,0 +1,141 @@
+"""`kdistill distill`: a student trained on a teacher checkpoint (or several, as an ensemble)
+with any registered method: `--method NAME --method-arg key=value ...`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from .common import (
+    add_data,
+    add_model,
+    add_training,
+    augment_from,
+    build,
+    finish,
+    load_teacher,
+    model_spec,
+    train_config,
+)
+
+NAME = "distill"
+log = logging.getLogger("kdistill.cli")
+# The CLI's Hinton defaults for kd (the paper's MNIST setting); other methods keep their own.
+KD_DEFAULTS = {"temperature": 20.0, "soft_weight": 1.0, "hard_weight": 0.1}
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    d = subparsers.add_parser(NAME, help="distill a student from a teacher checkpoint",
+                              description="Train a student on a teacher's outputs with a "
+                                          "distillation method (default kd: soft targets at "
+                                          "temperature T plus the hard labels, weighted).")
+    d.add_argument("--teacher", required=True, nargs="+",
+                   help="teacher checkpoint.pt (from kdistill train); several checkpoints form "
+                        "an ensemble teacher")
+    d.add_argument("--combine", choices=["arith_prob", "geo_logit"], default="arith_prob",
+                   help="how an ensemble's members are combined: mean of probabilities at T "
+                        "(default) or normalized geometric mean (mean of logits)")
+    add_data(d)
+    add_model(d, [800, 800])
+    add_training(d)
+    g = d.add_argument_group("distillation")
+    g.add_argument("--method", default="kd",
+                   help="kd, logit_matching, dkd, fitnets, ... (kdistill.methods.available(); "
+                        "default: %(default)s)")
+    g.add_argument("--method-arg", action="append", default=[], metavar="KEY=VALUE",
+                   help="a parameter of the method, e.g. beta=8 or student_layer=hidden_layers.1"
+                        " (repeatable; values are JSON numbers/booleans or strings)")
+    g.add_argument("--temperature", "-T", type=float, default=None,
+                   help="the method's temperature (kd default here: 20)")
+    g.add_argument("--soft-weight", type=float, default=None,
+                   help="weight of the soft term (kd default: 1)")
+    g.add_argument("--hard-weight", type=float, default=None,
+                   help="weight of the hard-label cross-entropy (kd default here: 0.1)")
+    g.add_argument("--cache-dir", default=None,
+                   help="teacher-logit cache folder (default: <out>/teacher-cache); unused with "
+                        "--jitter or a method that reads teacher layers, where the teacher runs "
+                        "online")
+    return d
+
+
+def parse_method_args(pairs: list[str]) -> dict:
+    """['beta=8', 'student_layer=hidden_layers.1'] -> {'beta': 8, 'student_layer': '...'}."""
+    out = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--method-arg needs KEY=VALUE, got {pair!r}")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        out[key.strip().replace("-", "_")] = value
+    return out
+
+
+def build_method(a: argparse.Namespace):
+    """The method from --method, the shorthand flags and --method-arg (which wins)."""
+    import inspect
+
+    from ..distill import methods
+
+    if a.method not in methods.available():
+        raise ValueError(f"unknown method {a.method!r}; available: "
+                         f"{', '.join(methods.available())}")
+    if a.method == "ce":
+        raise ValueError("--method ce trains on labels alone: use kdistill train")
+    accepted = inspect.signature(methods._REGISTRY[a.method].__init__).parameters
+    params = dict(KD_DEFAULTS) if a.method == "kd" else {}
+    for flag, key in (("temperature", "temperature"), ("soft_weight", "soft_weight"),
+                      ("hard_weight", "hard_weight")):
+        value = getattr(a, flag)
+        if value is None:
+            continue
+        if key not in accepted:
+            raise ValueError(f"--{flag.replace('_', '-')} does not apply to method "
+                             f"{a.method!r} (its parameters: "
+                             f"{', '.join(p for p in accepted if p != 'self')})")
+        params[key] = value
+    params.update(parse_method_args(a.method_arg))
+    return methods.get(a.method, **params)
+
+
+def run(a: argparse.Namespace) -> int:
+    cfg = train_config(a)
+    augment = augment_from(a)
+    method = build_method(a)  # every flag checked before the data or the teacher is loaded
+
+    from ..distill.cache import cached_teacher_logits
+    from ..distill.data import load_dataset
+    from ..distill.teachers import fingerprint_module
+    from ..distill.trainer import resolve_device, train
+
+    temperature = getattr(method, "temperature", 1.0)
+    teacher, n_teacher = load_teacher(a.teacher, a.combine, temperature)
+    device = resolve_device(a.device)
+    teacher = teacher.to(device)
+    splits = load_dataset(a.dataset, a.data_dir, a.download)
+    spec = model_spec(a, splits.train)
+    if n_teacher is not None and n_teacher != splits.train.num_classes:
+        raise ValueError(f"teacher/student class-count mismatch: the teacher has {n_teacher} "
+                         f"classes, {a.dataset} has {splits.train.num_classes}")
+    student = build(spec, a.seed)
+    out = Path(a.out)
+    kwargs = {}
+    if augment is not None or method.teacher_layers():
+        kwargs["teacher"] = teacher  # online: it sees the augmented batch / its layers run
+    else:
+        cache = cached_teacher_logits(teacher, splits.train.x,
+                                      a.cache_dir or out / "teacher-cache",
+                                      transform="identity", device=device,
+                                      progress=not a.no_progress)
+        log.info(f"teacher logits {'computed' if cache.rebuilt else 'reused'} ({cache.reason}):"
+                 f" {cache.path}")
+        kwargs["teacher_logits"] = cache.logits
+    result = train(student, splits.train, cfg, method=method, augment=augment,
+                   eval_sets={"test": splits.test}, out_dir=out, resume=not a.no_resume,
+                   model_spec=spec, extra={"teacher": fingerprint_module(teacher)}, **kwargs)
+    finish(result, out, spec, splits.test)
+    return 0

@@ -1,0 +1,46 @@
+"""`kdistill train`: a teacher or a hard-label baseline."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .common import (
+    add_data,
+    add_model,
+    add_training,
+    augment_from,
+    build,
+    finish,
+    model_spec,
+    train_config,
+)
+
+NAME = "train"
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(NAME, help="train a teacher or a hard-label baseline",
+                              description="Train a model on hard labels (a teacher, or a "
+                                          "baseline).")
+    add_data(p)
+    add_model(p, [1200, 1200])
+    add_training(p)
+    return p
+
+
+def run(a: argparse.Namespace) -> int:
+    from ..distill.data import load_dataset
+    from ..distill.trainer import train
+
+    cfg = train_config(a)
+    augment = augment_from(a)
+    splits = load_dataset(a.dataset, a.data_dir, a.download)
+    spec = model_spec(a, splits.train)
+    model = build(spec, a.seed)
+    out = Path(a.out)
+    result = train(model, splits.train, cfg, method="ce", augment=augment,
+                   eval_sets={"test": splits.test}, out_dir=out, resume=not a.no_resume,
+                   model_spec=spec)
+    finish(result, out, spec, splits.test)
+    return 0
