@@ -77,8 +77,6 @@ def parse_method_args(pairs: list[str]) -> dict:
 
 def build_method(a: argparse.Namespace):
     """The method from --method, the shorthand flags and --method-arg (which wins)."""
-    import inspect
-
     from ..distill import methods
 
     if a.method not in methods.available():
@@ -86,7 +84,7 @@ def build_method(a: argparse.Namespace):
                          f"{', '.join(methods.available())}")
     if a.method == "ce":
         raise ValueError("--method ce trains on labels alone: use kdistill train")
-    accepted = inspect.signature(methods._REGISTRY[a.method].__init__).parameters
+    accepted = methods.parameters(a.method)
     params = dict(KD_DEFAULTS) if a.method == "kd" else {}
     for flag, key in (("temperature", "temperature"), ("soft_weight", "soft_weight"),
                       ("hard_weight", "hard_weight")):
@@ -96,7 +94,7 @@ def build_method(a: argparse.Namespace):
         if key not in accepted:
             raise ValueError(f"--{flag.replace('_', '-')} does not apply to method "
                              f"{a.method!r} (its parameters: "
-                             f"{', '.join(p for p in accepted if p != 'self')})")
+                             f"{', '.join(accepted)})")
         params[key] = value
     params.update(parse_method_args(a.method_arg))
     return methods.get(a.method, **params)

@@ -18,7 +18,7 @@ from .fitnets import FitNets
 from .kd import KD
 from .logit_matching import LogitMatching
 
-__all__ = ["Method", "Outputs", "available", "get", "register", "build"]
+__all__ = ["Method", "Outputs", "available", "get", "parameters", "register", "build"]
 
 _BUILTIN: dict[str, type[Method]] = {
     "ce": CrossEntropy,
@@ -32,6 +32,15 @@ _REGISTRY: dict[str, type[Method]] = dict(_BUILTIN)
 
 def available() -> list[str]:
     return sorted(_REGISTRY)
+
+
+def parameters(name: str) -> dict[str, object]:
+    """The parameters `get(name, ...)` accepts, with their defaults (`inspect.Parameter.empty`
+    for the required ones)."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown method {name!r}; available: {', '.join(available())}")
+    sig = inspect.signature(_REGISTRY[name].__init__)
+    return {p: v.default for p, v in sig.parameters.items() if p != "self"}
 
 
 def register(name: str):
