@@ -166,3 +166,17 @@ def test_bad_parameters_are_rejected(kwargs, match):
 def test_class_count_mismatch_is_rejected():
     with pytest.raises(ValueError, match="number of classes"):
         soft_target_loss(torch.randn(2, 10), torch.randn(2, 9), 2.0)
+
+
+@pytest.mark.parametrize("T", [1.0, 20.0, 100.0, 1000.0])
+def test_logged_soft_term_matches_float64_at_high_temperature(T):
+    """The T^2-scaled KL from float32 logits within 1e-3 relative of a float64 reference."""
+    g = torch.Generator().manual_seed(0)
+    z, v = torch.randn(256, 10, generator=g) * 3, torch.randn(256, 10, generator=g) * 5
+    got = soft_target_loss(z, v, T)
+    assert got.dtype == torch.float32
+    p = torch.softmax(v.double() / T, -1)
+    ref = (p * (torch.log_softmax(v.double() / T, -1) - torch.log_softmax(z.double() / T, -1))
+           ).sum(-1).mean() * T * T
+    assert float(got) > 0
+    assert abs(float(got) - float(ref)) <= 1e-3 * float(ref)

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, SequentialSampler
 
-from ..files import atomic_write, atomic_write_json
+from ..files import atomic_write, atomic_write_json, file_lock
 from .adapters import LogitsKey, batch_length, call_model, logits_of, split_batch, to_device
 from .data import ArrayDataset
 from .teachers import Teacher, fingerprint_module
@@ -173,6 +173,16 @@ def cached_teacher_logits(
     data_fp, n = fingerprint_data(data)
     want = {"format": CACHE_FORMAT, "teacher": teacher_fp, "data": data_fp,
             "transform": transform, "n": n}
+    # One process at a time checks, builds and maps this cache: two builders with different
+    # teachers would otherwise read each other's logits.
+    with file_lock(cache_dir / ".lock"):
+        return _load_or_build(teacher, data, cache_dir, want, batch_size, device, progress,
+                              logits_key)
+
+
+def _load_or_build(teacher, data, cache_dir: Path, want: dict, batch_size: int, device,
+                   progress: bool, logits_key: LogitsKey) -> CacheResult:
+    n = want["n"]
     meta_path, array_path = cache_dir / "meta.json", cache_dir / "logits.npy"
     reason = _mismatch(meta_path, array_path, want)
     if reason is None:

@@ -33,9 +33,11 @@ def _kl(log_p: torch.Tensor, log_q: torch.Tensor, keep: torch.Tensor | None = No
 
 def dkd_terms(z: torch.Tensor, v: torch.Tensor, target: torch.Tensor, temperature: float
               ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-example (TCKD, NCKD), each already times T^2."""
+    """Per-example (TCKD, NCKD), each already times T^2; computed in float64 (as KD's soft
+    term, so the T^2 factor does not amplify rounding), returned in the logits' dtype."""
     t = float(temperature)
-    z, v = upcast(z) / t, upcast(v.detach()) / t
+    out_dtype = upcast(z).dtype
+    z, v = z.double() / t, v.detach().double() / t
     gt = F.one_hot(target.long(), z.shape[-1]).bool()
     log_ps, log_pt = F.log_softmax(z, dim=-1), F.log_softmax(v, dim=-1)
 
@@ -48,7 +50,7 @@ def dkd_terms(z: torch.Tensor, v: torch.Tensor, target: torch.Tensor, temperatur
     log_ns = F.log_softmax(z.masked_fill(gt, float("-inf")), dim=-1)
     log_nt = F.log_softmax(v.masked_fill(gt, float("-inf")), dim=-1)
     nckd = _kl(log_nt, log_ns, keep=~gt)
-    return tckd * t * t, nckd * t * t
+    return (tckd * t * t).to(out_dtype), (nckd * t * t).to(out_dtype)
 
 
 class DKD(Method):
