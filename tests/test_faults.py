@@ -9,8 +9,11 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
+from kdistill.distill.callbacks import Callback
+from kdistill.distill.checkpoint import load_checkpoint
 from kdistill.files import atomic_write_text, file_lock, remove_stale_temporaries
 
 
@@ -103,3 +106,54 @@ def test_sigkill_after_and_during_a_checkpoint_resumes_bit_identically(tmp_path)
         got = torch.load(out / "final.pt")
         assert all(torch.equal(ref[k], got[k]) for k in ref), mode
         assert not list(out.glob(".*.tmp")), mode
+
+
+def test_resume_refuses_other_data_of_the_same_shape(blobs, tmp_path):
+    from kdistill.distill.data import ArrayDataset
+    from kdistill.distill.models import MLP
+    from kdistill.distill.trainer import TrainConfig, train
+
+    cfg = TrainConfig(epochs=2, batch_size=16, progress=False, device="cpu")
+    torch.manual_seed(0)
+    train(MLP(16, 3, (8,)), blobs, cfg, out_dir=tmp_path, log=lambda s: None)
+    other = ArrayDataset(blobs.x.flip(0), blobs.y.flip(0), 3, name="other")
+    with pytest.raises(ValueError, match="different run .data"):
+        train(MLP(16, 3, (8,)), other, cfg, out_dir=tmp_path, log=lambda s: None)
+    relabelled = ArrayDataset(blobs.x, (blobs.y + 1) % 3, 3)
+    with pytest.raises(ValueError, match="different run .data"):
+        train(MLP(16, 3, (8,)), relabelled, cfg, out_dir=tmp_path, log=lambda s: None)
+
+
+def test_a_diverged_run_continues_from_its_last_good_checkpoint_with_a_lower_lr(blobs,
+                                                                              tmp_path):
+    from kdistill.distill.data import ArrayDataset
+    from kdistill.distill.models import MLP
+    from kdistill.distill.trainer import TrainConfig, TrainingDiverged, train
+
+    big = ArrayDataset(blobs.x * 30, blobs.y, 3, name="big")
+    cfg = TrainConfig(epochs=6, batch_size=150, optimizer="sgd", lr=1.0, momentum=0.0,
+                      schedule="constant", progress=False, device="cpu")
+
+    class Explode(Callback):  # after epoch 2, make the lr absurd: the run diverges in epoch 3
+        def on_epoch_end(self, row, model):
+            if row["epoch"] == 2:
+                for p in model.parameters():
+                    p.data.mul_(1e30)
+
+    torch.manual_seed(0)
+    with pytest.raises(TrainingDiverged, match="last good checkpoint"):
+        train(MLP(16, 3, (8,)), big, cfg, out_dir=tmp_path / "run", callbacks=[Explode()],
+              log=lambda s: None)
+    ckpt = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert all(torch.isfinite(v).all() for v in ckpt["model_state"].values())
+    # the same folder refuses a changed lr; a new run started from that checkpoint does not
+    lower = TrainConfig(epochs=2, batch_size=150, optimizer="sgd", lr=0.01, momentum=0.0,
+                        schedule="constant", progress=False, device="cpu")
+    with pytest.raises(ValueError, match="different run"):
+        train(MLP(16, 3, (8,)), big, lower, out_dir=tmp_path / "run", log=lambda s: None)
+    logs = []
+    result = train(MLP(16, 3, (8,)), big, lower, out_dir=tmp_path / "continued",
+                   init_from=tmp_path / "run" / "checkpoint.pt", log=logs.append)
+    assert any("initialized from" in line for line in logs)
+    assert len(result.history) == 2 and all(
+        torch.isfinite(p).all() for p in result.model.parameters())

@@ -99,6 +99,10 @@ def add_training(p: argparse.ArgumentParser) -> None:
                    help="run folder: checkpoint.pt (every epoch, atomic) and metrics.json")
     g.add_argument("--no-resume", action="store_true",
                    help="start over even if --out holds a checkpoint")
+    g.add_argument("--resume-from", default=None, metavar="CHECKPOINT",
+                   help="start a new run (in a new --out) from this checkpoint's weights, e.g. "
+                        "the last good checkpoint of a diverged run, with other settings "
+                        "such as a lower --lr")
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 

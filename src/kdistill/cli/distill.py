@@ -125,8 +125,10 @@ def run(a: argparse.Namespace) -> int:
     if augment is not None or method.teacher_layers():
         kwargs["teacher"] = teacher  # online: it sees the augmented batch / its layers run
     else:
-        cache = cached_teacher_logits(teacher, splits.train.x,
-                                      a.cache_dir or out / "teacher-cache",
+        # One cache folder per teacher: a refused or different run never overwrites the
+        # cache another teacher's run is using.
+        cache_dir = a.cache_dir or out / "teacher-cache" / fingerprint_module(teacher)[:16]
+        cache = cached_teacher_logits(teacher, splits.train.x, cache_dir,
                                       transform="identity", device=device,
                                       progress=not a.no_progress)
         log.info(f"teacher logits {'computed' if cache.rebuilt else 'reused'} ({cache.reason}):"
@@ -134,6 +136,7 @@ def run(a: argparse.Namespace) -> int:
         kwargs["teacher_logits"] = cache.logits
     result = train(student, splits.train, cfg, method=method, augment=augment,
                    eval_sets={"test": splits.test}, out_dir=out, resume=not a.no_resume,
+                   init_from=a.resume_from,
                    model_spec=spec, extra={"teacher": fingerprint_module(teacher)}, **kwargs)
     finish(result, out, spec, splits.test)
     return 0

@@ -41,6 +41,7 @@ def run(a: argparse.Namespace) -> int:
     out = Path(a.out)
     result = train(model, splits.train, cfg, method="ce", augment=augment,
                    eval_sets={"test": splits.test}, out_dir=out, resume=not a.no_resume,
+                   init_from=a.resume_from,
                    model_spec=spec)
     finish(result, out, spec, splits.test)
     return 0

@@ -23,12 +23,13 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, SequentialSampler
 
-from ..files import atomic_write, atomic_write_json, file_lock
+from ..files import atomic_write, atomic_write_json, file_lock, sha256_file
 from .adapters import LogitsKey, batch_length, call_model, logits_of, split_batch, to_device
 from .data import ArrayDataset
 from .teachers import Teacher, fingerprint_module
 
-__all__ = ["CacheResult", "cached_teacher_logits", "with_index", "IndexedDataset"]
+__all__ = ["CacheResult", "cached_teacher_logits", "with_index", "IndexedDataset",
+           "fingerprint_data", "fingerprint_training_data"]
 
 CACHE_FORMAT = 2
 
@@ -112,12 +113,24 @@ def fingerprint_data(data: Any, batch_size: int = 4096) -> tuple[str, int]:
     return h.hexdigest(), n
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+def fingerprint_training_data(data: Any) -> str:
+    """What a run trains on, for its identity: the inputs and labels of an ArrayDataset, or
+    every item of a DataLoader's map-style Dataset in the dataset's own order (so a shuffling
+    loader has one fingerprint). Other iterables are named by type only."""
+    h = hashlib.sha256(b"kdistill-train")
+    if isinstance(data, ArrayDataset):
+        _hash_inputs(h, data.x)
+        if data.y is not None:
+            _hash_inputs(h, data.y)
+        h.update(str(data.num_classes).encode())
+        return h.hexdigest()
+    dataset = getattr(data, "dataset", None)
+    if isinstance(dataset, Dataset) and hasattr(dataset, "__len__"):
+        for raw in DataLoader(dataset, batch_size=4096, shuffle=False):
+            b = split_batch(raw)
+            _hash_inputs(h, {"inputs": b.inputs, "labels": b.labels})
+        return h.hexdigest()
+    return f"unhashed {type(data).__name__}"
 
 
 @torch.no_grad()
@@ -202,7 +215,7 @@ def _load_or_build(teacher, data, cache_dir: Path, want: dict, batch_size: int, 
         meta_path.unlink()
     atomic_write(array_path, lambda tmp: _save_npy(tmp, logits.numpy()))
     atomic_write_json(meta_path, {**want, "shape": list(logits.shape),
-                                  "sha256": _sha256_file(array_path)})
+                                  "sha256": sha256_file(array_path)})
     arr = np.load(array_path, mmap_mode="c")
     return CacheResult(torch.from_numpy(arr), array_path, True, reason)
 
@@ -230,7 +243,7 @@ def _mismatch(meta_path: Path, array_path: Path, want: dict) -> str | None:
         if have.get(key) != want[key]:
             return what
     try:
-        if _sha256_file(array_path) != have.get("sha256"):
+        if sha256_file(array_path) != have.get("sha256"):
             return "cached logits do not match their checksum"
         arr = np.load(array_path, mmap_mode="r")
     except (OSError, ValueError):

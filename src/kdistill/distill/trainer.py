@@ -31,10 +31,12 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from ..files import sha256_file
 from . import methods as methods_lib
 from .adapters import Batch, LogitsKey, call_model, logits_of
 from .augment import Augment, describe_augment
 from .batches import array_batches, loader_batches, probe_batch
+from .cache import fingerprint_training_data
 from .callbacks import Callback
 from .checkpoint import atomic_torch_save, load_checkpoint
 from .data import ArrayDataset
@@ -139,6 +141,8 @@ def train(
     logits_key: LogitsKey = None,
     teacher_logits_key: LogitsKey = None,
     callbacks: Sequence[Callback] = (),
+    init_from: str | os.PathLike | None = None,
+    data_key: str | None = None,
     log: Callable[[str], None] | None = None,
 ) -> TrainResult:
     """Train `model` with `method` (a registry name, a Method, or None: "kd" with a teacher,
@@ -156,6 +160,11 @@ def train(
     out_dir: `checkpoint.pt` after every epoch (rank 0); a matching one is resumed.
     extra: whatever else defines the run (e.g. the teacher's fingerprint); part of its identity.
     logits_key / teacher_logits_key: where the logits are in a dict / ModelOutput output.
+    init_from: a checkpoint whose weights (and method state) start a *new* run -- e.g. the
+        last good checkpoint of a diverged run, continued with a lower lr; its SHA-256 is part
+        of the new run's identity.
+    data_key: names the training data in the run's identity instead of a hash of its bytes
+        (hashing a DataLoader costs one pass over it).
     """
     cfg = config or TrainConfig()
     cfg.validate()
@@ -178,14 +187,15 @@ def train(
             return _run(model, train_data, cfg, method, teacher, teacher_logits, augment,
                         val_data, eval_sets or {}, out_dir, resume, model_spec, extra or {},
                         logits_key, teacher_logits_key, callbacks, log, device, rank, world,
-                        in_memory, hooks)
+                        in_memory, hooks, init_from, data_key)
     finally:
         _unfreeze(teacher, teacher_state)
 
 
 def _run(model, train_data, cfg, method, teacher, teacher_logits, augment, val_data, eval_sets,
          out_dir, resume, model_spec, extra, logits_key, teacher_logits_key, callbacks, log,
-         device, rank, world, in_memory, hooks: ExitStack) -> TrainResult:
+         device, rank, world, in_memory, hooks: ExitStack, init_from=None, data_key=None,
+         ) -> TrainResult:
     torch.manual_seed(cfg.seed)
     model = model.to(device)
     s_hooks = hooks.enter_context(FeatureHooks(model, method.student_layers(), "student"))
@@ -223,6 +233,8 @@ def _run(model, train_data, cfg, method, teacher, teacher_logits, augment, val_d
     identity = {"config": {k: v for k, v in cfg.to_dict().items() if k not in _RESUME_IGNORED},
                 "model_spec": model_spec, "method": method.describe(),
                 "augment": describe_augment(augment),
+                "data": data_key or fingerprint_training_data(train_data),
+                "init_from": None if init_from is None else sha256_file(init_from),
                 **{f"extra.{k}": v for k, v in extra.items()}}
 
     ckpt_path = Path(out_dir) / "checkpoint.pt" if out_dir else None
@@ -240,6 +252,10 @@ def _run(model, train_data, cfg, method, teacher, teacher_logits, augment, val_d
         start_epoch = int(ckpt["epoch"])
         if rank == 0:
             log(f"resumed from {ckpt_path} at epoch {start_epoch}/{cfg.epochs}")
+    elif init_from is not None:
+        _initialize_from(init_from, raw_model, method, device)
+        if rank == 0:
+            log(f"initialized from {init_from} (a new run: epochs count from 1)")
 
     arrays = None
     if in_memory:
@@ -295,6 +311,18 @@ def _run(model, train_data, cfg, method, teacher, teacher_logits, augment, val_d
     final = history[-1] if history else {}
     return TrainResult(raw_model, history, final, ckpt_path, time.perf_counter() - t0,
                        start_epoch, method)
+
+
+def _initialize_from(path, model: nn.Module, method: Method, device) -> None:
+    ckpt = load_checkpoint(path, map_location=device)
+    try:
+        model.load_state_dict(ckpt["model_state"])
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"{path}: its weights do not fit this model "
+                         f"({str(exc).splitlines()[0][:160]})") from None
+    state = ckpt.get("method_state")
+    if state and (ckpt.get("method") or {}).get("name") == method.name:
+        method.load_state_dict(state)
 
 
 def _check_inputs(method, train_data, teacher, teacher_logits, augment, distilling,
