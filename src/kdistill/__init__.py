@@ -8,7 +8,8 @@ The layout, bottom up (imports point down only):
                   (no torch); mimic, compress (one split), compress_csv (`kdistill compress`)
                   (torch via mimic)
   distill/        losses, methods/, hooks, adapters, augment, data, models, metrics, bias,
-                  specialists (pure pieces); teachers, cache, trainer, checkpoint, export
+                  specialists, specialist_combine (pure pieces); teachers, cache, trainer,
+                  checkpoint, export
   experiments/    one file per reproduced experiment, a registry and the shared plumbing
   cli/            one module per command (add_parser, run), listed in cli.COMMANDS
 

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..distill import specialist_combine as spc
 from ..distill import specialists as sp
 from ..distill.data import DATASETS, ArrayDataset, DataSplits, load_dataset
 from ..distill.models import MLP
@@ -220,7 +221,7 @@ def combine_with_specialists(generalist_probs: np.ndarray, specialist_probs: lis
             q[:, -1] *= math.exp(sp.dustbin_correction(f, special_fraction, literal))
             q /= q.sum(axis=1, keepdims=True)
         corrected.append(q)
-    return sp.combine(generalist_probs, corrected, subsets, top_n=1)
+    return spc.combine(generalist_probs, corrected, subsets, top_n=1)
 
 
 def conditional_accuracy(probs: np.ndarray, labels: np.ndarray,
@@ -244,7 +245,7 @@ def gain_by_covering(generalist_probs: np.ndarray, combined_probs: np.ndarray,
     """The paper's Table 4: per number of subsets covering the true class, the examples, the
     change in top-1 correct (combined minus generalist) and the relative accuracy change
     (that change over the generalist's correct count)."""
-    cover = sp.covering_counts(labels, subsets, generalist_probs.shape[1])
+    cover = spc.covering_counts(labels, subsets, generalist_probs.shape[1])
     g_ok = generalist_probs.argmax(axis=1) == labels
     c_ok = combined_probs.argmax(axis=1) == labels
     rows = []
@@ -266,7 +267,7 @@ def _evaluate(pg: np.ndarray, pms: list[np.ndarray], subsets: list[np.ndarray],
                 for name in ("exact", "literal", "none")}
     q = variants["exact"]
     g_ok, c_ok = pg.argmax(1) == y, q.argmax(1) == y
-    active = sp.active_specialists(pg, subsets, top_n=1)
+    active = spc.active_specialists(pg, subsets, top_n=1)
     return {
         "n": len(y),
         "generalist_correct": int(g_ok.sum()),
