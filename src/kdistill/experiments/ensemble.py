@@ -42,7 +42,7 @@ from .common import (
     provenance_lines,
     split_validation,
     train_config,
-    write_outputs,
+    write_reports,
 )
 
 __all__ = ["summary", "EnsembleConfig", "config_from", "run"]
@@ -284,10 +284,7 @@ def run(cfg: EnsembleConfig, log: Callable[[str], None] = _log.info) -> dict:
                                      if r), 1),
         **provenance(),
     }
-    write_outputs(results, out, "results", render_markdown, plot)
-    if cfg.report_dir:
-        write_outputs(results, Path(cfg.report_dir), Path(cfg.dataset).stem, render_markdown,
-                      plot)
+    write_reports(results, cfg, render_markdown, plot)
     return results
 
 

@@ -32,10 +32,9 @@ from ..distill.losses import check_temperature, check_weights
 from ..distill.metrics import classification_metrics
 from ..distill.teachers import combine_members, run_teacher
 from ..distill.trainer import resolve_device
-from ..files import atomic_write_json, atomic_write_text
-from ..reporting import markdown_table, provenance, save_figure
+from ..reporting import markdown_table, provenance
 from . import setting
-from .common import Recipe, build_config, fit_run, jsonable, train_config
+from .common import Recipe, build_config, fit_run, jsonable, train_config, write_reports
 
 __all__ = ["summary", "HintonMnistConfig", "TEACHER_RECIPES", "run", "defaults_for"]
 
@@ -224,9 +223,7 @@ def run(cfg: HintonMnistConfig, log: Callable[[str], None] = _log.info) -> dict:
     results["compute_seconds"] = round(sum(
         row["train_seconds"] for row in [*member_rows, *baselines.values(), *cells.values()]),
         1) + round(sum(v.get("train_seconds", 0) for v in selection.values()), 1)
-    write_report(results, out)
-    if cfg.report_dir:
-        write_report(results, Path(cfg.report_dir), stem=Path(cfg.dataset).stem)
+    write_reports(results, cfg, render_markdown, plot_sweep)
     return results
 
 
@@ -313,15 +310,6 @@ def _ensemble_row(members, member_rows, test: ArrayDataset, device: str) -> dict
     row["train_seconds"] = round(sum(r["train_seconds"] for r in member_rows), 1)
     row["curve"] = member_rows[0]["curve"]
     return row
-
-
-def write_report(results: dict, out: Path, stem: str = "results") -> dict[str, Path]:
-    """results.json, a Markdown table and the errors-vs-temperature plot, all atomic."""
-    paths = {"json": out / f"{stem}.json", "md": out / f"{stem}.md", "png": out / f"{stem}.png"}
-    atomic_write_json(paths["json"], results)
-    atomic_write_text(paths["md"], render_markdown(results, paths["png"].name))
-    save_figure(plot_sweep(results), paths["png"])
-    return paths
 
 
 def _teacher_label(r: dict) -> str:

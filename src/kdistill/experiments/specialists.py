@@ -48,7 +48,7 @@ from .common import (
     mlp_spec,
     provenance_lines,
     split_validation,
-    write_outputs,
+    write_reports,
 )
 
 __all__ = ["summary", "SpecialistsConfig", "config_from", "defaults_for", "run",
@@ -435,10 +435,7 @@ def run(cfg: SpecialistsConfig, log: Callable[[str], None] = _log.info) -> dict:
         **provenance(),
     }
     results = jsonable(results)
-    write_outputs(results, out, "results", render_markdown, plot_results)
-    if cfg.report_dir:
-        write_outputs(results, Path(cfg.report_dir), Path(cfg.dataset).stem, render_markdown,
-                      plot_results)
+    write_reports(results, cfg, render_markdown, plot_results)
     return results
 
 
