@@ -22,7 +22,8 @@ def loaded_after(code: str) -> dict[str, bool]:
 
 
 @pytest.mark.parametrize("module", ["kdistill", "kdistill.files", "kdistill.reporting",
-                                    "kdistill.tabular.selection", "kdistill.tabular.library",
+                                    "kdistill.tabular.selection", "kdistill.tabular.metrics",
+                                    "kdistill.tabular.hillclimb", "kdistill.tabular.library",
                                     "kdistill.tabular.munge", "kdistill.tabular.encoding",
                                     "kdistill.tabular.problems", "kdistill.experiments",
                                     "kdistill.cli"])

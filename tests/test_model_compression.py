@@ -12,9 +12,9 @@ import pytest
 from kdistill.cli import main
 from kdistill.experiments import model_compression as mc
 from kdistill.tabular import compress as tc
+from kdistill.tabular.metrics import metric_score
 from kdistill.tabular.mimic import load_mimic
 from kdistill.tabular.problems import TabularProblem
-from kdistill.tabular.selection import metric_score
 
 QUICK = dict(preset="tiny", n_jobs=1, selection_bags=3, munge_k=2, mimic_hidden=((16,), (4,)),
              epochs=5, batch_size=64, ann_hidden=((8,),), ann_epochs=(5,), timing_rows=200)

@@ -14,7 +14,8 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from kdistill.tabular.selection import METRICS, EnsembleSelection, ensemble_selection, metric_score
+from kdistill.tabular.metrics import METRICS, metric_score
+from kdistill.tabular.selection import EnsembleSelection, ensemble_selection
 
 GREATER = {"accuracy": True, "roc_auc": True, "f1": True, "log_loss": False, "rmse": False}
 

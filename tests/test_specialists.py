@@ -8,12 +8,14 @@ import pytest
 from scipy.optimize import minimize
 from scipy.special import softmax
 
-from kdistill.distill.specialists import (
+from kdistill.distill.specialist_combine import (
     active_specialists,
     combination_objective,
     combine,
-    correct_dustbin,
     covering_counts,
+)
+from kdistill.distill.specialists import (
+    correct_dustbin,
     dustbin_correction,
     find_confusable_subsets,
     group_probs,

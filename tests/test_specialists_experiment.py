@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from kdistill.distill import specialist_combine as spc
 from kdistill.distill import specialists as sp
 from kdistill.distill.models import MLP, build_model
 from kdistill.distill.specialist_models import specialist_from_generalist
@@ -88,7 +89,7 @@ def test_combination_applies_the_dustbin_corrections():
     for kwargs in ({"literal": True}, {"correct": False}):
         assert np.abs(se.combine_with_specialists(pg, pms, subsets, fractions, **kwargs)
                       - pg).max() > 1e-3
-    raw = sp.combine(pg, pms, subsets, top_n=1)
+    raw = spc.combine(pg, pms, subsets, top_n=1)
     assert np.allclose(se.combine_with_specialists(pg, pms, subsets, fractions, correct=False),
                        raw)
 

@@ -4,10 +4,12 @@ compression for tabular data (Caruana et al. 2004, Bucila et al. 2006).
 The layout, bottom up (imports point down only):
   files.py        atomic writes (no torch)
   reporting.py    provenance, Markdown tables, figures, jsonable (torch/matplotlib on use only)
-  tabular/        selection, model library, MUNGE, encoding, problems (no torch); mimic,
-                  compress (one split), compress_csv (`kdistill compress`) (torch via mimic)
+  tabular/        metrics, hillclimb, selection, model library, MUNGE, encoding, problems
+                  (no torch); mimic, compress (one split), compress_csv (`kdistill compress`)
+                  (torch via mimic)
   distill/        losses, methods/, hooks, adapters, augment, data, models, metrics, bias,
-                  specialists (pure pieces); teachers, cache, trainer, checkpoint, export
+                  specialists, specialist_combine (pure pieces); teachers, cache, trainer,
+                  checkpoint, export
   experiments/    one file per reproduced experiment, a registry and the shared plumbing
   cli/            one module per command (add_parser, run), listed in cli.COMMANDS
 

@@ -1,9 +1,10 @@
 """Specialists built from a trained generalist (Hinton, Vinyals & Dean 2015 sec. 5; torch).
 
-The numpy side of the specialists (subsets, sampling, labels, combination) lives in
-`specialists.py`; this module holds the one step that edits a model, so that module stays
-torch-free. Any architecture works: the output layer is named (default: the last nn.Linear) and
-the features feeding it are read by a forward hook, not by assuming `MLP.net[-1]`.
+The numpy side of the specialists lives in `specialists.py` (subsets, sampling, labels) and
+`specialist_combine.py` (combination); this module holds the one step that edits a model, so
+those stay torch-free. Any architecture works: the output layer is named (default: the last
+nn.Linear) and the features feeding it are read by a forward hook, not by assuming
+`MLP.net[-1]`.
 """
 
 from __future__ import annotations

@@ -30,7 +30,8 @@ from ..files import atomic_write_json, atomic_write_text
 from ..reporting import jsonable, save_figure
 
 __all__ = ["fit_run", "split_validation", "ms_per_1000", "jsonable", "write_outputs",
-           "mlp_spec", "provenance_lines", "build_config", "train_config", "Recipe"]
+           "write_reports", "mlp_spec", "provenance_lines", "build_config", "train_config",
+           "Recipe"]
 
 _log = logging.getLogger(__name__)
 
@@ -183,6 +184,15 @@ def write_outputs(results: dict, out: Path, stem: str, markdown: Callable[[dict,
     atomic_write_text(paths["md"], markdown(results, paths["png"].name))
     save_figure(figure(results), paths["png"])
     return paths
+
+
+def write_reports(results: dict, cfg, markdown: Callable[[dict, str], str],
+                  figure: Callable[[dict], object]) -> None:
+    """An experiment's reports (see :func:`write_outputs`): `<cfg.out>/results.*`, and
+    `<cfg.report_dir>/<data set's file stem>.*` when `cfg.report_dir` is set."""
+    write_outputs(results, Path(cfg.out), "results", markdown, figure)
+    if cfg.report_dir:
+        write_outputs(results, Path(cfg.report_dir), Path(cfg.dataset).stem, markdown, figure)
 
 
 def provenance_lines(r: dict) -> list[str]:

@@ -41,7 +41,7 @@ from .common import (
     mlp_spec,
     provenance_lines,
     train_config,
-    write_outputs,
+    write_reports,
 )
 
 __all__ = ["summary", "OmittedClassConfig", "config_from", "run", "evaluate_fix"]
@@ -235,10 +235,7 @@ def run(cfg: OmittedClassConfig, log: Callable[[str], None] = _log.info) -> dict
                                  + sum(c["train_seconds"] for c in cases.values()), 1),
         **provenance(),
     }
-    write_outputs(results, out, "results", render_markdown, plot)
-    if cfg.report_dir:
-        write_outputs(results, Path(cfg.report_dir), Path(cfg.dataset).stem, render_markdown,
-                      plot)
+    write_reports(results, cfg, render_markdown, plot)
     return results
 
 

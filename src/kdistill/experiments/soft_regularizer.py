@@ -40,7 +40,7 @@ from .common import (
     provenance_lines,
     split_validation,
     train_config,
-    write_outputs,
+    write_reports,
 )
 
 __all__ = ["summary", "SoftRegularizerConfig", "config_from", "run"]
@@ -208,10 +208,7 @@ def run(cfg: SoftRegularizerConfig, log: Callable[[str], None] = _log.info) -> d
                                      [full_row, hard, *soft.values(), *jittered.values()]), 1),
         **provenance(),
     }
-    write_outputs(results, out, "results", render_markdown, plot)
-    if cfg.report_dir:
-        write_outputs(results, Path(cfg.report_dir), Path(cfg.dataset).stem, render_markdown,
-                      plot)
+    write_reports(results, cfg, render_markdown, plot)
     return results
 
 

@@ -37,8 +37,9 @@ from threadpoolctl import threadpool_limits
 from ..reporting import save_figure
 from .encoding import TabularEncoder
 from .library import ModelLibrary, WeightedEnsemble, model_size_bytes
+from .metrics import metric_score
 from .mimic import MimicClassifier, build_transfer_set
-from .selection import EnsembleSelection, metric_score
+from .selection import EnsembleSelection
 
 __all__ = ["CompressionConfig", "compress_split", "gain_captured", "plot_trajectory", "METHODS",
            "MIMICS", "ARCHITECTURES", "arch_label"]

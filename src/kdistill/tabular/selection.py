@@ -5,24 +5,18 @@ binary problems (probability of class 1) or ``(n_models, n_samples, n_classes)``
 integer labels ``0..n_classes-1`` of the hillclimb (validation) set. Never hillclimb on the test
 set.
 
-The greedy step scores every candidate ensemble ``(S + P_m) / (k + 1)`` at once from the running
-sum ``S`` of the members' predictions (SPEC §6.2-6.3), so one step costs a few passes over
-``preds``; RMSE needs one matrix-vector product and binary accuracy two comparisons.
+Layout: `metrics` scores prediction arrays (its conventions hold here too), `hillclimb` runs one
+forward stepwise selection with running sums, and this module validates the inputs, bags the
+library and averages the bags' weights (Caruana et al. 2006), behind `ensemble_selection` and the
+scikit-learn style `EnsembleSelection`.
 
-Conventions (stated once, used everywhere):
-- binary class 1 is predicted when ``p > 0.5``; multiclass labels are the arg-max (first on ties);
-- ``rmse`` is taken over all entries (against one-hot labels for multiclass), so a 2-column binary
-  array gives the same value as its class-1 column; ``log_loss`` clips to ``[1e-15, 1 - 1e-15]``;
-- multiclass ``roc_auc`` and ``f1`` are macro averages (one-vs-rest AUC over classes present in
-  ``y``; F1 over labels present in ``y`` or the predictions, as scikit-learn does);
-- scores within a relative ``1e-12`` of the best count as ties, so rounding noise of the fast
-  formulas cannot change a choice. Ties go to the lowest model index (the smallest ensemble for the
-  best prefix), except in ``mode="autosklearn"``, which breaks them at random like auto-sklearn.
+Scores within a relative ``1e-12`` of the best count as ties; ties go to the lowest model index
+(the smallest ensemble for the best prefix), except in ``mode="autosklearn"``, which breaks them at
+random like auto-sklearn.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from numbers import Real
 
@@ -31,246 +25,10 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
-METRICS: tuple[str, ...] = ("accuracy", "roc_auc", "log_loss", "rmse", "f1")
-_GREATER_IS_BETTER = {
-    "accuracy": True,
-    "roc_auc": True,
-    "f1": True,
-    "log_loss": False,
-    "rmse": False,
-}
+from .hillclimb import Run, Scorer, hillclimb, prefix_weights
+from .metrics import GREATER_IS_BETTER, METRICS, MetricLike
+
 _MODES = ("caruana", "autosklearn")
-_CLIP = 1e-15
-_TIE_RTOL = 1e-12
-_CHUNK_ELEMENTS = 1 << 22  # candidates evaluated per chunk, about 32 MB of float64
-
-MetricLike = str | Callable[[np.ndarray, np.ndarray], float]
-
-
-# ----------------------------------------------------------------------------------------------
-# Metrics on batches of prediction arrays
-# ----------------------------------------------------------------------------------------------
-
-
-def _auc_rows(p: np.ndarray, positive: np.ndarray) -> np.ndarray:
-    """ROC AUC of every row of ``p`` (m, n) via the rank-sum formula with tied ranks averaged."""
-    n = p.shape[1]
-    n_pos = int(positive.sum())
-    n_neg = n - n_pos
-    order = np.argsort(p, axis=1)
-    sorted_p = np.take_along_axis(p, order, axis=1)
-    index = np.arange(n)
-    starts_group = np.ones(sorted_p.shape, dtype=bool)
-    starts_group[:, 1:] = sorted_p[:, 1:] != sorted_p[:, :-1]
-    ends_group = np.ones(sorted_p.shape, dtype=bool)
-    ends_group[:, :-1] = starts_group[:, 1:]
-    first = np.maximum.accumulate(np.where(starts_group, index, 0), axis=1)
-    last = np.minimum.accumulate(np.where(ends_group, index, n)[:, ::-1], axis=1)[:, ::-1]
-    ranks = (first + last) / 2.0 + 1.0
-    rank_sum = (ranks * positive[order]).sum(axis=1)
-    return (rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
-
-
-def _batch_scores(metric: MetricLike, p: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:
-    """Natural-orientation score of each prediction array in ``p`` (m, n) or (m, n, c)."""
-    if callable(metric):
-        return np.array([float(metric(y, row)) for row in p])
-    binary = p.ndim == 2
-    if metric == "accuracy":
-        labels = (p > 0.5).astype(np.int64) if binary else p.argmax(axis=-1)
-        return (labels == y).mean(axis=1)
-    if metric == "rmse":
-        target = y.astype(np.float64) if binary else np.eye(n_classes)[y]
-        err = (p - target) ** 2
-        return np.sqrt(err.reshape(err.shape[0], -1).mean(axis=1))
-    if metric == "log_loss":
-        if binary:
-            picked = np.where(y == 1, p, 1.0 - p)
-        else:
-            picked = np.take_along_axis(p, np.broadcast_to(y[None, :, None], p.shape[:2] + (1,)), 2)
-            picked = picked[..., 0]
-        return -np.log(np.clip(picked, _CLIP, 1.0 - _CLIP)).mean(axis=1)
-    if metric == "roc_auc":
-        if binary:
-            return _auc_rows(p, y == 1)
-        present = [c for c in range(n_classes) if 0 < np.count_nonzero(y == c) < y.size]
-        return np.mean([_auc_rows(p[..., c], y == c) for c in present], axis=0)
-    if metric == "f1":
-        if binary:
-            pred = p > 0.5
-            true = y == 1
-            tp = np.count_nonzero(pred & true, axis=1)
-            denom = np.count_nonzero(pred, axis=1) + np.count_nonzero(true)
-            return np.divide(2.0 * tp, denom, out=np.zeros(len(p)), where=denom > 0)
-        pred = p.argmax(axis=-1)
-        total = np.zeros(len(p))
-        n_labels = np.zeros(len(p))
-        for c in range(n_classes):
-            is_pred = pred == c
-            is_true = y == c
-            tp = np.count_nonzero(is_pred & is_true, axis=1)
-            denom = np.count_nonzero(is_pred, axis=1) + np.count_nonzero(is_true)
-            total += np.divide(2.0 * tp, denom, out=np.zeros(len(p)), where=denom > 0)
-            n_labels += denom > 0
-        return total / n_labels
-    raise ValueError(f"unknown metric {metric!r}; use one of {METRICS} or a callable")
-
-
-def metric_score(y: np.ndarray, p: np.ndarray, metric: MetricLike = "rmse") -> float:
-    """Score one prediction array (n_samples,) or (n_samples, n_classes) with the module's metrics.
-
-    Uses the same conventions as the selection, so reported numbers match the hillclimb.
-    """
-    p = np.asarray(p, dtype=np.float64)
-    y = np.asarray(y).astype(np.int64)
-    n_classes = 2 if p.ndim == 1 else p.shape[1]
-    if p.ndim == 2 and n_classes == 2 and not callable(metric):
-        p = p[:, 1]
-    return float(_batch_scores(metric, p[None], y, n_classes)[0])
-
-
-# ----------------------------------------------------------------------------------------------
-# Candidate scoring with running sums
-# ----------------------------------------------------------------------------------------------
-
-
-class _Scorer:
-    """Objective (higher is better) of all candidate ensembles ``(S + P_m) / (k + 1)``."""
-
-    def __init__(
-        self, preds: np.ndarray, y: np.ndarray, n_classes: int, metric: MetricLike, sign: float
-    ) -> None:
-        self.preds = preds
-        self.y = y
-        self.n_classes = n_classes
-        self.metric = metric
-        self.sign = sign
-        n_models = preds.shape[0]
-        self.flat = preds.reshape(n_models, -1)
-        self.chunk = max(1, _CHUNK_ELEMENTS // self.flat.shape[1])
-        self.binary = preds.ndim == 2
-        if metric == "rmse":
-            target = y.astype(np.float64) if self.binary else np.eye(n_classes)[y]
-            self.target = target.ravel()
-            self.sum_squares = np.einsum("ij,ij->i", self.flat, self.flat)
-        if metric == "accuracy" and self.binary:
-            self.pos = y == 1
-            self.preds_pos = np.ascontiguousarray(preds[:, self.pos])
-            self.preds_neg = np.ascontiguousarray(preds[:, ~self.pos])
-
-    def scores(self, p: np.ndarray) -> np.ndarray:
-        """Natural-orientation scores of a batch of prediction arrays."""
-        return _batch_scores(self.metric, p, self.y, self.n_classes)
-
-    def score(self, p: np.ndarray) -> float:
-        return float(self.scores(p[None])[0])
-
-    def candidates(self, total: np.ndarray, k: int) -> np.ndarray:
-        """Objective of adding each model to an ensemble of ``k`` members summing to ``total``."""
-        if self.metric == "rmse":
-            # sum_d (P_md + R_d)^2 with R = S - (k+1) y, expanded so one gemv does the work.
-            resid = total.ravel() - (k + 1) * self.target
-            sse = self.sum_squares + 2.0 * (self.flat @ resid) + resid @ resid
-            mse = np.maximum(sse, 0.0) / ((k + 1) ** 2 * resid.size)
-            return self.sign * np.sqrt(mse)
-        if self.metric == "accuracy" and self.binary:
-            # (S + P) / (k + 1) > 0.5  <=>  P > 0.5 (k + 1) - S
-            threshold = 0.5 * (k + 1) - total
-            correct = np.count_nonzero(self.preds_pos > threshold[self.pos], axis=1)
-            correct += np.count_nonzero(self.preds_neg <= threshold[~self.pos], axis=1)
-            return self.sign * correct / self.y.size
-        out = np.empty(self.preds.shape[0])
-        for start in range(0, len(out), self.chunk):
-            block = self.preds[start : start + self.chunk]
-            if self.metric == "accuracy":
-                labels = (block + total).argmax(axis=-1)
-                out[start : start + len(block)] = (labels == self.y).mean(axis=1)
-            else:
-                out[start : start + len(block)] = self.scores((block + total) / (k + 1))
-        return self.sign * out
-
-
-def _first_best(objective: np.ndarray, rng: np.random.Generator | None = None) -> int:
-    """Index of the best objective; ties within a relative 1e-12 go first, or random with rng."""
-    best = np.max(objective)
-    tied = np.flatnonzero(objective >= best - _TIE_RTOL * max(1.0, abs(best)))
-    if rng is None or len(tied) == 1:
-        return int(tied[0])
-    return int(rng.choice(tied))
-
-
-# ----------------------------------------------------------------------------------------------
-# One hillclimb
-# ----------------------------------------------------------------------------------------------
-
-
-@dataclass
-class _Run:
-    picks: np.ndarray  # model indices in the order added, the sorted initialization first
-    trajectory: np.ndarray  # hillclimb score after the init and after each later pick
-    init_size: int
-    best_step: int  # index into trajectory of the returned ensemble
-
-
-def _hillclimb(
-    scorer: _Scorer,
-    n_init: int | str,
-    max_n_init: int,
-    max_iter: int,
-    replacement: bool,
-    last_step: bool,
-    tie_rng: np.random.Generator | None,
-) -> _Run:
-    """Sorted initialization, then greedy forward selection; keep the whole trajectory."""
-    preds = scorer.preds
-    n_models = preds.shape[0]
-    total = np.zeros(preds.shape[1:])
-    picks: list[int] = []
-    trajectory: list[float] = []
-
-    init_size = 0
-    if n_init == "auto" or n_init > 0:
-        single = scorer.candidates(total, 0)
-        order = np.argsort(-single, kind="stable")
-        if n_init == "auto":
-            top = order[: min(max_n_init, n_models)]
-            sizes = np.arange(1, len(top) + 1).reshape((-1,) + (1,) * (preds.ndim - 1))
-            averages = np.cumsum(preds[top], axis=0) / sizes
-            init_size = _first_best(scorer.sign * scorer.scores(averages)) + 1
-        else:
-            init_size = int(n_init)
-        picks.extend(int(m) for m in order[:init_size])
-        total = preds[order[:init_size]].sum(axis=0)
-        trajectory.append(scorer.score(total / init_size))
-
-    used = np.zeros(n_models, dtype=bool)
-    used[picks] = True
-    for _ in range(max_iter):
-        objective = scorer.candidates(total, len(picks))
-        if not replacement:
-            if used.all():
-                break
-            objective[used] = -np.inf
-        pick = _first_best(objective, tie_rng)
-        picks.append(pick)
-        used[pick] = True
-        total = total + preds[pick]
-        trajectory.append(scorer.score(total / len(picks)))
-
-    traj = np.asarray(trajectory)
-    if last_step:
-        best_step = len(traj) - 1
-    else:
-        best_step = _first_best(scorer.sign * traj)
-    return _Run(np.asarray(picks, dtype=np.int64), traj, init_size, best_step)
-
-
-def _prefix_weights(run: _Run, n_models: int) -> np.ndarray:
-    """Weights count / size of the ensemble at ``run.best_step``."""
-    # trajectory[0] is the whole sorted initialization when there is one, else the first pick
-    size = run.init_size + run.best_step if run.init_size > 0 else run.best_step + 1
-    counts = np.bincount(run.picks[:size], minlength=n_models)
-    return counts / size
 
 
 # ----------------------------------------------------------------------------------------------
@@ -335,9 +93,9 @@ def _check_params(
     if callable(metric):
         sign = 1.0 if greater_is_better in (None, True) else -1.0
     elif metric in METRICS:
-        if greater_is_better is not None and greater_is_better != _GREATER_IS_BETTER[metric]:
+        if greater_is_better is not None and greater_is_better != GREATER_IS_BETTER[metric]:
             raise ValueError(f"greater_is_better={greater_is_better} contradicts metric {metric!r}")
-        sign = 1.0 if _GREATER_IS_BETTER[metric] else -1.0
+        sign = 1.0 if GREATER_IS_BETTER[metric] else -1.0
     else:
         raise ValueError(f"unknown metric {metric!r}; use one of {METRICS} or a callable")
     if not _is_int(max_iter) or max_iter < 1:
@@ -357,7 +115,6 @@ def _check_params(
 
 def _is_int(value: object) -> bool:
     return isinstance(value, int | np.integer) and not isinstance(value, bool)
-
 
 # ----------------------------------------------------------------------------------------------
 # Public API
@@ -446,9 +203,9 @@ def _select(
     n_models = preds.shape[0]
 
     if mode == "autosklearn":
-        scorer = _Scorer(preds, y, n_classes, metric, sign)
-        run = _hillclimb(scorer, 0, 1, max_iter, True, last_step=True, tie_rng=rng)
-        weights = _prefix_weights(run, n_models)
+        scorer = Scorer(preds, y, n_classes, metric, sign)
+        run = hillclimb(scorer, 0, 1, max_iter, True, last_step=True, tie_rng=rng)
+        weights = prefix_weights(run, n_models)
         return SelectionResult(
             weights, _weighted_score(scorer, weights), run.trajectory, run.best_step, 0, run.picks
         )
@@ -456,9 +213,9 @@ def _select(
     if n_bags is None:
         if n_init != "auto" and n_init > n_models:
             raise ValueError(f"n_init={n_init} exceeds the library size ({n_models})")
-        scorer = _Scorer(preds, y, n_classes, metric, sign)
-        run = _hillclimb(scorer, n_init, max_n_init, max_iter, replacement, False, None)
-        weights = _prefix_weights(run, n_models)
+        scorer = Scorer(preds, y, n_classes, metric, sign)
+        run = hillclimb(scorer, n_init, max_n_init, max_iter, replacement, False, None)
+        weights = prefix_weights(run, n_models)
         return SelectionResult(
             weights,
             _weighted_score(scorer, weights),
@@ -472,20 +229,20 @@ def _select(
     if n_init != "auto" and n_init > bag_size:
         raise ValueError(f"n_init={n_init} exceeds the models per bag ({bag_size})")
     weights = np.zeros(n_models)
-    runs: list[_Run] = []
+    runs: list[Run] = []
     bag_members: list[np.ndarray] = []
     for _ in range(n_bags):
         members = np.sort(rng.choice(n_models, size=bag_size, replace=False))
-        scorer = _Scorer(preds[members], y, n_classes, metric, sign)
-        run = _hillclimb(scorer, n_init, max_n_init, max_iter, replacement, False, None)
-        weights[members] += _prefix_weights(run, bag_size) / n_bags
+        scorer = Scorer(preds[members], y, n_classes, metric, sign)
+        run = hillclimb(scorer, n_init, max_n_init, max_iter, replacement, False, None)
+        weights[members] += prefix_weights(run, bag_size) / n_bags
         runs.append(run)
         bag_members.append(members)
     n_states = max(len(run.trajectory) for run in runs)
     trajectory = np.full((n_bags, n_states), np.nan)
     for b, run in enumerate(runs):
         trajectory[b, : len(run.trajectory)] = run.trajectory
-    full_scorer = _Scorer(preds, y, n_classes, metric, sign)
+    full_scorer = Scorer(preds, y, n_classes, metric, sign)
     return SelectionResult(
         weights,
         _weighted_score(full_scorer, weights),
@@ -496,7 +253,7 @@ def _select(
     )
 
 
-def _weighted_score(scorer: _Scorer, weights: np.ndarray) -> float:
+def _weighted_score(scorer: Scorer, weights: np.ndarray) -> float:
     return scorer.score(np.tensordot(weights, scorer.preds, axes=1))
 
 
