@@ -27,8 +27,8 @@ WORKER = ROOT / "tests" / "fault_worker.py"
 sys.path.insert(0, str(WORKER.parent))
 import fault_worker  # noqa: E402
 
-from kdistill.reporting import provenance  # noqa: E402
 from kdistill.files import atomic_write_json  # noqa: E402
+from kdistill.reporting import provenance  # noqa: E402
 
 
 def run(out: Path, mode: str) -> int:

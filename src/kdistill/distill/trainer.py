@@ -411,8 +411,9 @@ def _check_resumable(ckpt: dict, identity: dict, path: Path) -> None:
         if isinstance(h, dict) and isinstance(w, dict):
             sub = sorted(s for s in set(h) | set(w) if h.get(s) != w.get(s))[0]
             k, h, w = f"{k}.{sub}", h.get(sub), w.get(sub)
-        raise ValueError(f"{path} belongs to a different run ({k}: {h!r} there, {w!r} now); "
-                         "use another output folder or no resume")
+        more = f"; also differs: {', '.join(diff[1:])}" if len(diff) > 1 else ""
+        raise ValueError(f"{path} belongs to a different run ({k}: {h!r} there, {w!r} now"
+                         f"{more}); use another output folder or no resume")
 
 
 def _format_row(row: dict, epochs: int) -> str:
