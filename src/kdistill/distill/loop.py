@@ -4,7 +4,9 @@ checkpoint. The trainer (trainer.py) owns everything around it."""
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
 
 import torch
 import torch.distributed as dist
@@ -39,8 +41,13 @@ def train_epoch(model, method, batches, student_out, teacher_out, optimizer, sch
             terms = method(s, t, b)
             n_local = len(b)
             scaled = {k: _local_sum(v, n_local) for k, v in terms.items()}
-            loss = sum(scaled.values()) * (world / b.n_global)
-            if (step + 1) % check_every == 0 or check_every == 1:
+            loss = functools.reduce(operator.add, scaled.values()) * (world / b.n_global)
+            with torch.no_grad():
+                logged = {k: v.detach().double() for k, v in scaled.items()}
+                total = sum(logged.values())
+            # float32 terms cannot overflow in a float64 sum: it is finite iff every term is.
+            if ((step + 1) % check_every == 0 or check_every == 1) \
+                    and not math.isfinite(float(total)):
                 _check_finite(scaled, terms, s, t, epoch, step, ckpt_path)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -52,9 +59,8 @@ def train_epoch(model, method, batches, student_out, teacher_out, optimizer, sch
             apply_constraints(model)
             scheduler.step()
             with torch.no_grad():
-                for k, v in scaled.items():
-                    sums[k] = sums.get(k, 0) + v.detach().double()
-                total = sum(v.detach().double() for v in scaled.values())
+                for k, v in logged.items():
+                    sums[k] = sums.get(k, 0) + v
                 loss_sum = total if loss_sum is None else loss_sum + total
             seen += n_local
             if progress is not None:

@@ -26,6 +26,11 @@ def standardize_logits(z: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
     return centered / (centered.pow(2).mean(dim=-1, keepdim=True).sqrt() + eps)
 
 
+def _weighted(weight: float, term: torch.Tensor) -> torch.Tensor:
+    """weight * term; a weight of 1 adds no op (x * 1.0 == x exactly, and so is its gradient)."""
+    return term if weight == 1.0 else weight * term
+
+
 class KD(Method):
     name = "kd"
 
@@ -48,10 +53,11 @@ class KD(Method):
             z, v = standardize_logits(z), standardize_logits(v)
         terms = {}
         if self.soft_weight > 0:
-            terms["soft"] = self.soft_weight * soft_target_loss(z, v, self.temperature, "none")
+            terms["soft"] = _weighted(self.soft_weight,
+                                      soft_target_loss(z, v, self.temperature, "none"))
         if self.hard_weight > 0 and batch.labels is not None:
-            terms["hard"] = self.hard_weight * F.cross_entropy(
-                upcast(student.logits), batch.labels, reduction="none")
+            terms["hard"] = _weighted(self.hard_weight, F.cross_entropy(
+                upcast(student.logits), batch.labels, reduction="none"))
         if not terms:
             raise ValueError("kd: soft_weight is 0 and this batch has no labels: nothing to "
                              "learn from")
