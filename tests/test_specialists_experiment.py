@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from kdistill.distill import specialist_combine as spc
+from kdistill.distill import specialist_eval as spe
 from kdistill.distill import specialists as sp
 from kdistill.distill.models import MLP, build_model
 from kdistill.distill.specialist_models import specialist_from_generalist
@@ -83,14 +84,14 @@ def test_combination_applies_the_dustbin_corrections():
         g = sp.group_probs(pg, s)
         g[:, -1] /= (1 - f) / f
         pms.append(g / g.sum(1, keepdims=True))
-    q = se.combine_with_specialists(pg, pms, subsets, fractions)
+    q = spe.combine_with_specialists(pg, pms, subsets, fractions)
     assert np.allclose(q, pg, atol=1e-7)
     # The literal and uncorrected variants leave the specialists disagreeing: q moves.
     for kwargs in ({"literal": True}, {"correct": False}):
-        assert np.abs(se.combine_with_specialists(pg, pms, subsets, fractions, **kwargs)
+        assert np.abs(spe.combine_with_specialists(pg, pms, subsets, fractions, **kwargs)
                       - pg).max() > 1e-3
     raw = spc.combine(pg, pms, subsets, top_n=1)
-    assert np.allclose(se.combine_with_specialists(pg, pms, subsets, fractions, correct=False),
+    assert np.allclose(spe.combine_with_specialists(pg, pms, subsets, fractions, correct=False),
                        raw)
 
 
@@ -105,9 +106,9 @@ def test_table_metrics_by_hand():
                    [.2, .5, .2, .1]])   # right
     q = np.array([[.6, .1, .0, .3], [.1, .6, .1, .2], [.1, .1, .5, .3], [.1, .1, .1, .7],
                   [.5, .2, .2, .1]])
-    assert se.conditional_accuracy(pg, labels, subsets) == (2, 4)
-    assert se.conditional_accuracy(q, labels, subsets) == (3, 4)
-    rows = se.gain_by_covering(pg, q, labels, subsets)
+    assert spe.conditional_accuracy(pg, labels, subsets) == (2, 4)
+    assert spe.conditional_accuracy(q, labels, subsets) == (3, 4)
+    rows = spe.gain_by_covering(pg, q, labels, subsets)
     assert [(r["covering"], r["examples"], r["delta_correct"]) for r in rows] == [
         (0, 1, 0), (1, 2, 1), (2, 2, 0)]
     assert rows[1]["relative_change"] == 1.0 and rows[2]["relative_change"] == 0.0

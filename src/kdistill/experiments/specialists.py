@@ -23,7 +23,7 @@ import dataclasses
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +35,11 @@ from ..distill import specialist_combine as spc
 from ..distill import specialists as sp
 from ..distill.data import DATASETS, ArrayDataset, DataSplits, load_dataset
 from ..distill.models import MLP
+from ..distill.specialist_eval import (
+    combine_with_specialists,
+    conditional_accuracy,
+    gain_by_covering,
+)
 from ..distill.specialist_models import specialist_from_generalist
 from ..distill.teachers import fingerprint_module, run_teacher
 from ..distill.trainer import TrainConfig, resolve_device
@@ -52,8 +57,7 @@ from .common import (
 from .specialists_report import plot_results, render_markdown
 
 __all__ = ["summary", "SpecialistsConfig", "config_from", "defaults_for", "run",
-           "train_specialists", "combine_with_specialists", "conditional_accuracy",
-           "gain_by_covering"]
+           "train_specialists"]
 
 _log = logging.getLogger(__name__)
 
@@ -201,61 +205,6 @@ def train_specialists(generalist: MLP, spec: dict, subsets: list[np.ndarray],
 
 
 # ----------------------------------------------------------------------------- combination
-
-
-def combine_with_specialists(generalist_probs: np.ndarray, specialist_probs: list[np.ndarray],
-                             subsets: list[np.ndarray], natural_fractions: Sequence[float],
-                             special_fraction: float = 0.5, literal: bool = False,
-                             correct: bool = True) -> np.ndarray:
-    """SPEC §4.4 with top_n = 1, after each specialist's dustbin correction.
-
-    The correction (exact by default, the paper's wording with literal=True, none with
-    correct=False) is added to the dustbin logit, done here in probability space: the dustbin
-    probability is multiplied by exp(correction) and the row renormalized, which is the same.
-    natural_fractions[m]: subset m's share of the training labels.
-    """
-    corrected = []
-    for p, f in zip(specialist_probs, natural_fractions, strict=True):
-        q = np.array(p, dtype=np.float64)
-        if correct:
-            q[:, -1] *= math.exp(sp.dustbin_correction(f, special_fraction, literal))
-            q /= q.sum(axis=1, keepdims=True)
-        corrected.append(q)
-    return spc.combine(generalist_probs, corrected, subsets, top_n=1)
-
-
-def conditional_accuracy(probs: np.ndarray, labels: np.ndarray,
-                         subsets: list[np.ndarray]) -> tuple[int, int]:
-    """(correct, count) over the examples whose true class is in at least one subset, each
-    predicted as the argmax of `probs` restricted to the union of the subsets holding its true
-    class (our reading of the paper's Table 3 "conditional test accuracy")."""
-    num_classes = probs.shape[1]
-    member = np.zeros((len(subsets), num_classes), dtype=bool)
-    for m, s in enumerate(subsets):
-        member[m, s] = True
-    holding = member[:, labels].T            # (n, M): subset m holds example i's class
-    allowed = (holding.astype(np.int64) @ member.astype(np.int64)) > 0  # (n, C)
-    covered = allowed.any(axis=1)
-    pred = np.where(allowed, probs, -np.inf).argmax(axis=1)
-    return int((pred == labels)[covered].sum()), int(covered.sum())
-
-
-def gain_by_covering(generalist_probs: np.ndarray, combined_probs: np.ndarray,
-                     labels: np.ndarray, subsets: list[np.ndarray]) -> list[dict]:
-    """The paper's Table 4: per number of subsets covering the true class, the examples, the
-    change in top-1 correct (combined minus generalist) and the relative accuracy change
-    (that change over the generalist's correct count)."""
-    cover = spc.covering_counts(labels, subsets, generalist_probs.shape[1])
-    g_ok = generalist_probs.argmax(axis=1) == labels
-    c_ok = combined_probs.argmax(axis=1) == labels
-    rows = []
-    for k in range(int(cover.max()) + 1):
-        mask = cover == k
-        base = int(g_ok[mask].sum())
-        delta = int(c_ok[mask].sum()) - base
-        rows.append({"covering": k, "examples": int(mask.sum()), "generalist_correct": base,
-                     "delta_correct": delta, "relative_change": delta / base if base else None})
-    return rows
 
 
 def _evaluate(pg: np.ndarray, pms: list[np.ndarray], subsets: list[np.ndarray],
