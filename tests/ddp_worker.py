@@ -3,7 +3,7 @@
 `ddp_worker.py OUT`: train the same student as test_training's single-process run and save
 rank 0's final weights. `ddp_worker.py OUT resume`: a dropout student trained without a break,
 and again crashed in epoch 2 on every rank and resumed; rank 0 saves both final weights, and
-every rank records where it stopped and resumed. `launch` starts torchrun for the tests.
+every rank records what `from_rank_zero` handed it. `launch` starts torchrun for the tests.
 """
 
 import json
@@ -18,6 +18,7 @@ from kdistill.distill.augment import Jitter
 from kdistill.distill.checkpoint import load_checkpoint
 from kdistill.distill.data import ArrayDataset
 from kdistill.distill.models import MLP
+from kdistill.distill.runtime import from_rank_zero
 from kdistill.distill.trainer import TrainConfig, train
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -78,6 +79,10 @@ def teacher(crash_at: int | None = None) -> FixedTeacher:
     return FixedTeacher(crash_at, in_features=36)
 
 
+def _fail():
+    raise ValueError("cache  broken\non rank 0")
+
+
 def _resume_case(out: str) -> None:
     cfg = config(epochs=3)
     kw = {"augment": Jitter(1), "log": lambda s: None}
@@ -93,7 +98,14 @@ def _resume_case(out: str) -> None:
     resumed = train(dropout_model(seed=99), problem(), cfg, teacher=teacher(),
                     out_dir=out + "/run", **kw)
     rank = dist.get_rank()
-    report = {"crashed_at": crashed_at, "resumed_from": resumed.resumed_from_epoch}
+    try:
+        from_rank_zero(_fail)
+        shared_error = None
+    except ValueError as exc:
+        shared_error = str(exc)
+    report = {"crashed_at": crashed_at, "resumed_from": resumed.resumed_from_epoch,
+              "shared": from_rank_zero(lambda: f"made by rank {dist.get_rank()}"),
+              "shared_error": shared_error}
     with open(f"{out}/rank{rank}.json", "w") as fh:
         json.dump(report, fh)
     if rank == 0:

@@ -1,10 +1,11 @@
 """Where a run executes: device choice, the distributed rank and world size, RNG states (one
-per rank), and the per-epoch generator that shuffling and
+per rank), work that rank 0 does for everyone, and the per-epoch generator that shuffling and
 augmentation draw from."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from contextlib import nullcontext
 from typing import Any
 
@@ -13,7 +14,7 @@ import torch.distributed as dist
 from torch import nn
 
 __all__ = ["dist_info", "resolve_device", "unwrap", "rng_state", "set_rng_state",
-           "gather_rng_states", "restore_rng_states", "epoch_generator"]
+           "gather_rng_states", "restore_rng_states", "from_rank_zero", "epoch_generator"]
 
 
 def dist_info() -> tuple[int, int]:
@@ -82,6 +83,30 @@ def restore_rng_states(saved: dict | list, saved_world: int | None, rank: int, w
                          f"{world}: resume it with the same number of processes, or use "
                          "another output folder or no resume")
     set_rng_state(saved[rank])
+
+
+def from_rank_zero(work: Callable[[], Any]) -> Any:
+    """Run `work` on rank 0 alone and return its (picklable) result on every rank, e.g. to
+    build a file once that the others then read. A failure on rank 0 is raised on every rank
+    too (a ValueError as a ValueError, with the same message), so no rank waits forever."""
+    rank, world = dist_info()
+    if world == 1:
+        return work()
+    box: list[Any] = [None]
+    if rank == 0:
+        try:
+            box[0] = ("ok", work())
+        except Exception as exc:
+            box[0] = ("error", isinstance(exc, ValueError), str(exc))
+            dist.broadcast_object_list(box, src=0)
+            raise
+    dist.broadcast_object_list(box, src=0)
+    if box[0][0] == "ok":
+        return box[0][1]
+    _, is_value_error, message = box[0]
+    if is_value_error:
+        raise ValueError(message)
+    raise RuntimeError(f"rank 0 failed: {message}")
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
