@@ -4,13 +4,16 @@ model and a run. Nothing here imports torch at module level (`kdistill --help` s
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+import logging
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 __all__ = ["UsageError", "Parser", "LazyParser", "add_data", "add_model", "add_training",
-           "architecture", "train_config", "model_spec", "build", "finish", "load_model",
-           "load_teacher", "dataset_name"]
+           "architecture", "train_config", "model_spec", "build", "distributed", "finish",
+           "load_model", "load_teacher", "dataset_name"]
 
 
 class UsageError(Exception):
@@ -163,7 +166,42 @@ def build(spec: dict, seed: int):
     return build_model(spec)
 
 
+@contextmanager
+def distributed(device: str) -> Iterator[int]:
+    """Under torchrun (WORLD_SIZE > 1), join the process group for the block and yield this
+    rank; outside it, yield 0 and do nothing. gloo on the CPU, NCCL on CUDA with this rank's
+    GPU (LOCAL_RANK). Ranks other than 0 log warnings only, so progress shows once. Enter it
+    after every flag and file is checked: a refusal before it is one line on each rank, with
+    no rank left waiting for the others."""
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:
+        yield 0
+        return
+    import torch
+    import torch.distributed as dist
+
+    from ..distill.runtime import resolve_device
+
+    device_ = resolve_device(device)
+    if device_.type == "cuda":
+        torch.cuda.set_device(device_)
+    joined = not dist.is_initialized()
+    if joined:
+        dist.init_process_group("nccl" if device_.type == "cuda" else "gloo")
+    rank = dist.get_rank()
+    logger = logging.getLogger("kdistill")
+    level = logger.level
+    if rank != 0:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield rank
+    finally:
+        logger.setLevel(level)
+        if joined:
+            dist.destroy_process_group()
+
+
 def finish(result, out: Path, spec: dict, test) -> None:
+    """metrics.json and the closing line; call it on rank 0 alone."""
     from ..files import atomic_write_json
     from ..reporting import provenance
 

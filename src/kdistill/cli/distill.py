@@ -14,6 +14,7 @@ from .common import (
     add_training,
     augment_from,
     build,
+    distributed,
     finish,
     load_teacher,
     model_spec,
@@ -105,7 +106,6 @@ def run(a: argparse.Namespace) -> int:
     augment = augment_from(a)
     method = build_method(a)  # every flag checked before the data or the teacher is loaded
 
-    from ..distill.cache import cached_teacher_logits
     from ..distill.data import load_dataset
     from ..distill.teachers import fingerprint_module
     from ..distill.trainer import resolve_device, train
@@ -121,22 +121,42 @@ def run(a: argparse.Namespace) -> int:
                          f"classes, {a.dataset} has {splits.train.num_classes}")
     student = build(spec, a.seed)
     out = Path(a.out)
-    kwargs = {}
-    if augment is not None or method.teacher_layers():
-        kwargs["teacher"] = teacher  # online: it sees the augmented batch / its layers run
-    else:
-        # One cache folder per teacher: a refused or different run never overwrites the
-        # cache another teacher's run is using.
-        cache_dir = a.cache_dir or out / "teacher-cache" / fingerprint_module(teacher)[:16]
-        cache = cached_teacher_logits(teacher, splits.train.x, cache_dir,
-                                      transform="identity", device=device,
-                                      progress=not a.no_progress)
+    with distributed(a.device) as rank:  # under torchrun each rank takes its share
+        kwargs = {}
+        if augment is not None or method.teacher_layers():
+            kwargs["teacher"] = teacher  # online: it sees the augmented batch / its layers run
+        else:
+            # One cache folder per teacher: a refused or different run never overwrites
+            # the cache another teacher's run is using.
+            cache_dir = Path(a.cache_dir or out / "teacher-cache"
+                             / fingerprint_module(teacher)[:16])
+            kwargs["teacher_logits"] = _cached_logits(teacher, splits.train.x, cache_dir,
+                                                      device, not a.no_progress)
+        result = train(student, splits.train, cfg, method=method, augment=augment,
+                       eval_sets={"test": splits.test}, out_dir=out, resume=not a.no_resume,
+                       init_from=a.resume_from, model_spec=spec,
+                       extra={"teacher": fingerprint_module(teacher)},
+                       **kwargs)
+        if rank == 0:
+            finish(result, out, spec, splits.test)
+    return 0
+
+
+def _cached_logits(teacher, x, cache_dir: Path, device, progress: bool):
+    """The teacher's logits on `x` from its cache. Rank 0 builds (or checks) the cache alone;
+    then every rank memory-maps the same file, so all get identical logits and no two
+    processes ever write one cache."""
+    import numpy as np
+    import torch
+
+    from ..distill.cache import cached_teacher_logits
+    from ..distill.runtime import from_rank_zero
+
+    def make() -> str:
+        cache = cached_teacher_logits(teacher, x, cache_dir, transform="identity",
+                                      device=device, progress=progress)
         log.info(f"teacher logits {'computed' if cache.rebuilt else 'reused'} ({cache.reason}):"
                  f" {cache.path}")
-        kwargs["teacher_logits"] = cache.logits
-    result = train(student, splits.train, cfg, method=method, augment=augment,
-                   eval_sets={"test": splits.test}, out_dir=out, resume=not a.no_resume,
-                   init_from=a.resume_from,
-                   model_spec=spec, extra={"teacher": fingerprint_module(teacher)}, **kwargs)
-    finish(result, out, spec, splits.test)
-    return 0
+        return str(cache.path)
+
+    return torch.from_numpy(np.load(from_rank_zero(make), mmap_mode="c"))

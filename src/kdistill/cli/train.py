@@ -11,6 +11,7 @@ from .common import (
     add_training,
     augment_from,
     build,
+    distributed,
     finish,
     model_spec,
     train_config,
@@ -39,9 +40,10 @@ def run(a: argparse.Namespace) -> int:
     spec = model_spec(a, splits.train)
     model = build(spec, a.seed)
     out = Path(a.out)
-    result = train(model, splits.train, cfg, method="ce", augment=augment,
-                   eval_sets={"test": splits.test}, out_dir=out, resume=not a.no_resume,
-                   init_from=a.resume_from,
-                   model_spec=spec)
-    finish(result, out, spec, splits.test)
+    with distributed(a.device) as rank:  # under torchrun each rank takes its share
+        result = train(model, splits.train, cfg, method="ce", augment=augment,
+                       eval_sets={"test": splits.test}, out_dir=out, resume=not a.no_resume,
+                       init_from=a.resume_from, model_spec=spec)
+        if rank == 0:
+            finish(result, out, spec, splits.test)
     return 0

@@ -5,8 +5,8 @@ Read top to bottom: `TrainConfig` says how to optimize; `train` validates, build
 (shapes, the method's trainable parts), resumes from the last checkpoint if there is one, and
 runs epochs. Each step: augment the batch, run the student (and the teacher online, or take its
 cached logits), ask the method for named loss terms, sum them, step. Each epoch ends with an
-evaluation, callbacks and an atomic checkpoint (student, method, optimizer, scheduler, RNG,
-history).
+evaluation, callbacks and an atomic checkpoint (student, method, optimizer, scheduler, every
+rank's RNG state, history).
 
 Rank-aware: under `torchrun` the student is wrapped in DDP (gloo on CPU, NCCL on GPU); every
 rank draws the same per-epoch permutation and augmentation and takes its share of each global
@@ -45,7 +45,7 @@ from .hooks import FeatureHooks
 from .loop import TrainingDiverged, check_weights_finite, train_epoch
 from .methods import Method, Outputs
 from .optim import lr_factor, make_optimizer
-from .runtime import dist_info, resolve_device, rng_state, set_rng_state, unwrap
+from .runtime import dist_info, gather_rng_states, resolve_device, restore_rng_states, unwrap
 from .teachers import Teacher
 
 __all__ = ["TrainConfig", "TrainResult", "TrainingDiverged", "train", "evaluate",
@@ -247,7 +247,7 @@ def _run(model, train_data, cfg, method, teacher, teacher_logits, augment, val_d
         method.load_state_dict(ckpt.get("method_state", {}))
         optimizer.load_state_dict(ckpt["optimizer_state"])
         scheduler.load_state_dict(ckpt["scheduler_state"])
-        set_rng_state(ckpt["rng_state"])
+        restore_rng_states(ckpt["rng_state"], ckpt.get("world_size"), rank, world, ckpt_path)
         history = list(ckpt["history"])
         start_epoch = int(ckpt["epoch"])
         if rank == 0:
@@ -289,6 +289,7 @@ def _run(model, train_data, cfg, method, teacher, teacher_logits, augment, val_d
                 row.update({f"{set_name}_{k}": v for k, v in evaluate(
                     raw_model, data, cfg.eval_batch_size, device, logits_key).items()})
         history.append(row)
+        rng_states = gather_rng_states(world, device) if ckpt_path is not None else None
         if rank == 0:
             log(_format_row(row, cfg.epochs))
             if ckpt_path is not None:
@@ -297,7 +298,8 @@ def _run(model, train_data, cfg, method, teacher, teacher_logits, augment, val_d
                     "model_spec": model_spec, "model_state": raw_model.state_dict(),
                     "method": method.describe(), "method_state": method.state_dict(),
                     "optimizer_state": optimizer.state_dict(),
-                    "scheduler_state": scheduler.state_dict(), "rng_state": rng_state(),
+                    "scheduler_state": scheduler.state_dict(),
+                    "rng_state": rng_states, "world_size": world,  # one state per rank
                     "epoch": epoch + 1, "config": cfg.to_dict(), "history": history,
                     "extra": extra,
                 }, ckpt_path)
