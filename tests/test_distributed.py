@@ -19,7 +19,7 @@ from kdistill.distill.trainer import train  # noqa: E402
 
 EPOCHS = 2
 FLAGS = ["--dataset", "digits", "--hidden", "32", "32", "--epochs", str(EPOCHS),
-         "--batch-size", "32", "--lr", "0.005", "--no-progress"]
+         "--batch-size", "32", "--optimizer", "sgd", "--lr", "0.05", "--no-progress"]
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +36,8 @@ def assert_close_weights(a: Path, b: Path) -> None:
     wa, wb = load_checkpoint(a)["model_state"], load_checkpoint(b)["model_state"]
     assert wa.keys() == wb.keys()
     for name in wa:
-        assert torch.allclose(wa[name], wb[name], atol=1e-5), name
+        diff = float((wa[name] - wb[name]).abs().max())
+        assert diff <= 1e-5, f"{name}: max |difference| {diff:.3g}"
 
 
 def assert_logged_once(stdout: str) -> None:
@@ -58,7 +59,7 @@ def test_torchrun_train_is_one_run_split_over_ranks(single_train, tmp_path):
     ckpt = load_checkpoint(out / "checkpoint.pt")
     assert ckpt["epoch"] == EPOCHS and ckpt["world_size"] == 2 and len(ckpt["rng_state"]) == 2
     assert_close_weights(out / "checkpoint.pt", single_train / "checkpoint.pt")
-    assert json.loads((out / "metrics.json").read_text())["final"]["test_accuracy"] > 0.5
+    assert json.loads((out / "metrics.json").read_text())["final"]["test_accuracy"] > 0.3  # chance is 0.1
 
 
 def test_torchrun_distill_builds_the_cache_once(single_train, tmp_path, capsys):
