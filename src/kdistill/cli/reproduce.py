@@ -19,7 +19,7 @@ import typing
 from typing import Any
 
 from ..experiments import COMMON_HELP, EXPERIMENTS
-from . import compress
+from . import checks, compress
 from .common import LazyParser, dataset_name
 
 NAME = "reproduce"
@@ -109,6 +109,25 @@ def given_settings(cls: type, a: argparse.Namespace) -> dict[str, Any]:
     return given
 
 
+def _check_before_work(cfg: Any) -> None:
+    """What every experiment would otherwise find out only once it has trained something:
+    its settings, the device, the data set's name and the folders it writes."""
+    from ..distill.data import DATASETS
+    from ..distill.trainer import TrainConfig
+
+    cfg.validate()
+    checks.device(cfg.device)
+    if cfg.dataset not in DATASETS and not str(cfg.dataset).endswith(".npz"):
+        raise ValueError(f"unknown dataset {cfg.dataset!r}; known: {sorted(DATASETS)} or a "
+                         ".npz file")
+    shared = {k: getattr(cfg, k) for k in ("batch_size", "lr", "optimizer", "seed")
+              if hasattr(cfg, k)}
+    TrainConfig(**shared).validate()
+    checks.out_dir(cfg.out)
+    if getattr(cfg, "report_dir", None) is not None:
+        checks.out_dir(cfg.report_dir, "--report-dir")
+
+
 def run(a: argparse.Namespace) -> int:
     if a.experiment in CUSTOM:
         return CUSTOM[a.experiment][1](a)
@@ -119,7 +138,10 @@ def run(a: argparse.Namespace) -> int:
     dataset = given.pop("dataset", next(f.default for f in dataclasses.fields(cls)
                                         if f.name == "dataset"))
     given.setdefault("out", f"runs/{a.experiment}/{dataset_name(dataset)}")
+    checks.finite_settings(given)
+    checks.widths_fit(given)
     cfg = module.config_from(dataset, **given)
+    _check_before_work(cfg)
     results = module.run(cfg)
     print("\n".join(module.summary(results, cfg)))
     return 0
