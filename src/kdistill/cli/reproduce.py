@@ -109,13 +109,25 @@ def given_settings(cls: type, a: argparse.Namespace) -> dict[str, Any]:
     return given
 
 
-def _check_before_work(cfg: Any) -> None:
+# Classes of the built-in data sets, so that settings naming classes are checked up front.
+_KNOWN_CLASSES = {"digits": 10, "mnist": 10, "fashion-mnist": 10, "kmnist": 10, "letter": 26}
+
+
+def _check_before_work(cfg: Any, given: dict[str, Any]) -> None:
     """What every experiment would otherwise find out only once it has trained something:
-    its settings, the device, the data set's name and the folders it writes."""
+    its settings (its own checks first, for their messages), the device, the data set's
+    name and the folders it writes."""
+    import inspect
+
     from ..distill.data import DATASETS
     from ..distill.trainer import TrainConfig
 
-    cfg.validate()
+    if "num_classes" in inspect.signature(cfg.validate).parameters:
+        cfg.validate(num_classes=_KNOWN_CLASSES.get(cfg.dataset))
+    else:
+        cfg.validate()
+    checks.finite_settings(given)
+    checks.widths_fit(given)
     checks.device(cfg.device)
     if cfg.dataset not in DATASETS and not str(cfg.dataset).endswith(".npz"):
         raise ValueError(f"unknown dataset {cfg.dataset!r}; known: {sorted(DATASETS)} or a "
@@ -138,10 +150,8 @@ def run(a: argparse.Namespace) -> int:
     dataset = given.pop("dataset", next(f.default for f in dataclasses.fields(cls)
                                         if f.name == "dataset"))
     given.setdefault("out", f"runs/{a.experiment}/{dataset_name(dataset)}")
-    checks.finite_settings(given)
-    checks.widths_fit(given)
     cfg = module.config_from(dataset, **given)
-    _check_before_work(cfg)
+    _check_before_work(cfg, given)
     results = module.run(cfg)
     print("\n".join(module.summary(results, cfg)))
     return 0
