@@ -9,6 +9,7 @@ imported until a command runs, so `kdistill --help` needs neither torch nor matp
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import os
@@ -83,10 +84,15 @@ def main(argv: list[str] | None = None) -> int:
               "checkpoint", file=sys.stderr)
         return 130
     except Exception as exc:
-        if isinstance(exc, (ValueError, FileNotFoundError)) or _is(
-                exc, "distill.checkpoint", "CheckpointError"):
+        if isinstance(exc, ValueError) or _is(exc, "distill.checkpoint", "CheckpointError"):
             print(f"kdistill: error: {_one_line(exc)}", file=sys.stderr)
             return 2
+        if isinstance(exc, OSError):  # a missing file, a read-only folder, a full disk
+            full = exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO)
+            print(f"kdistill: error: {_os_line(exc)}"
+                  + ("; files written before are intact (checkpoints are replaced "
+                     "atomically)" if full else ""), file=sys.stderr)
+            return 1 if full else 2
         if _is(exc, "distill.trainer", "TrainingDiverged"):
             print(f"kdistill: training diverged: {_one_line(exc)}", file=sys.stderr)
             return 1
@@ -95,6 +101,13 @@ def main(argv: list[str] | None = None) -> int:
         logger = logging.getLogger("kdistill")
         logger.removeHandler(handler)
         logger.setLevel(level)
+
+
+def _os_line(exc: OSError) -> str:
+    """'No space left on device: PATH' rather than '[Errno 28] ...'."""
+    if exc.strerror and exc.filename is not None:
+        return _one_line(OSError(f"{exc.strerror}: {exc.filename}"))
+    return _one_line(exc)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -220,15 +220,20 @@ def load_model(path: str):
     return load_model(path)
 
 
-def load_teacher(paths: list[str], combine: str, temperature: float):
-    """One checkpoint, or several as an EnsembleTeacher; returns (teacher, class count)."""
+def load_teacher(paths: list[str], combine: str, temperature: float, data=None):
+    """One checkpoint, or several as an EnsembleTeacher; returns (teacher, class count). With
+    `data`, each member must take its inputs and predict its classes."""
     from ..distill.teachers import EnsembleTeacher
+    from .checks import spec_fits
 
     loaded = [load_model(p) for p in paths]
     counts = {p: spec.get("num_classes") for p, (_, spec) in zip(paths, loaded)}
     if len(set(counts.values())) > 1:
         raise ValueError("ensemble members disagree on the number of classes: " + ", ".join(
             f"{p}: {n}" for p, n in counts.items()))
+    if data is not None:
+        for p, (_, spec) in zip(paths, loaded):
+            spec_fits(spec, data, f"the teacher {p}")
     n_classes = next(iter(counts.values()))
     if len(loaded) == 1:
         return loaded[0][0], n_classes

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from . import checks
 from .common import architecture
 
 NAME = "compress"
@@ -74,6 +75,7 @@ def run(a: argparse.Namespace) -> int:
     from ..tabular.compress_csv import compress_csv
 
     cfg = compression_config(a, munge_k=10)
+    checks.out_dir(a.out)
     r = compress_csv(a.data, a.target, a.out, cfg, hillclimb_fraction=a.hillclimb_fraction,
                      test_fraction=a.test_fraction, nominal=a.nominal)
     print(f"test RMSE: ensemble {r['rmse']['ensemble']:.4f}, mimic {r['rmse']['mimic_munge']:.4f}"
@@ -107,7 +109,12 @@ def run_reproduce(a: argparse.Namespace) -> int:
 
     cfg = compression_config(a)
     problems = tuple(a.problems) if a.problems else PROBLEMS
+    unknown = [p for p in problems if p not in PROBLEMS]
+    if unknown:
+        raise ValueError(f"unknown problem {unknown[0]!r}; known: {', '.join(PROBLEMS)}")
     report_dir = a.report_dir or "docs/results/model-compression"
+    checks.out_dir(a.out or "runs/model-compression")
+    checks.out_dir(report_dir, "--report-dir")
     s = model_compression.run(cfg, problems, report_dir=report_dir,
                               out=a.out or "runs/model-compression", resume=not a.no_resume)
     for label, key in (("mimic", ""), ("small mimic", "_small")):

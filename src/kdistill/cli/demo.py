@@ -20,6 +20,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(a: argparse.Namespace) -> int:
     from ..experiments import hinton_mnist
+    from .checks import out_dir
+
+    out_dir(a.out)
 
     # The digits teacher recipe the full reproduction picks on validation; no sweep, so the
     # demo takes about a minute on two cores.

@@ -8,6 +8,7 @@ import json
 import logging
 from pathlib import Path
 
+from . import checks
 from .common import (
     add_data,
     add_model,
@@ -108,19 +109,18 @@ def run(a: argparse.Namespace) -> int:
 
     from ..distill.data import load_dataset
     from ..distill.teachers import fingerprint_module
-    from ..distill.trainer import resolve_device, train
+    from ..distill.trainer import train
 
-    temperature = getattr(method, "temperature", 1.0)
-    teacher, n_teacher = load_teacher(a.teacher, a.combine, temperature)
-    device = resolve_device(a.device)
-    teacher = teacher.to(device)
+    out = checks.out_dir(a.out)
+    if a.cache_dir is not None:
+        checks.out_dir(a.cache_dir, "--cache-dir")
+    device = checks.device(a.device)
     splits = load_dataset(a.dataset, a.data_dir, a.download)
+    temperature = getattr(method, "temperature", 1.0)
+    teacher, n_teacher = load_teacher(a.teacher, a.combine, temperature, splits.train)
+    teacher = teacher.to(device)
     spec = model_spec(a, splits.train)
-    if n_teacher is not None and n_teacher != splits.train.num_classes:
-        raise ValueError(f"teacher/student class-count mismatch: the teacher has {n_teacher} "
-                         f"classes, {a.dataset} has {splits.train.num_classes}")
     student = build(spec, a.seed)
-    out = Path(a.out)
     with distributed(a.device) as rank:  # under torchrun each rank takes its share
         kwargs = {}
         if augment is not None or method.teacher_layers():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from . import checks
 from .common import add_data, load_model
 
 NAME = "evaluate"
@@ -21,10 +22,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(a: argparse.Namespace) -> int:
     from ..distill.data import load_dataset
-    from ..distill.trainer import evaluate, resolve_device
+    from ..distill.trainer import evaluate
 
-    model, _ = load_model(a.checkpoint)
+    device = checks.device(a.device)
+    model, spec = load_model(a.checkpoint)
     splits = load_dataset(a.dataset, a.data_dir, a.download)
-    metrics = evaluate(model, splits.test, device=resolve_device(a.device))
+    checks.spec_fits(spec, splits.test, f"the model in {a.checkpoint}")
+    metrics = evaluate(model, splits.test, device=device)
     print(json.dumps({"checkpoint": a.checkpoint, "dataset": a.dataset, **metrics}, indent=2))
     return 0

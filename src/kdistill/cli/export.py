@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-from pathlib import Path
+
+from . import checks
 
 __all__ = ["add_parser", "run"]
 
@@ -32,16 +32,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "digits); without it, 1,000 random normal inputs of the model's shape")
     p.add_argument("--data-dir", default=None, help="folder holding the data set's files")
     return p
-
-
-def _check_writable(out: Path) -> None:
-    if out.is_dir():
-        raise ValueError(f"--out {out} is a folder; give a file name")
-    folder = out.parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent  # the first existing ancestor: the rest gets created
-    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
-        raise ValueError(f"cannot write {out}: {folder} is not a writable folder")
 
 
 def _input_shape(spec: dict) -> tuple[int, ...]:
@@ -86,8 +76,7 @@ def run(a) -> int:
                                else ("safetensors",)))
     except ImportError as exc:
         raise ValueError(str(exc)) from None
-    out = Path(a.out)
-    _check_writable(out)
+    out = checks.out_file(a.out)
     model, spec = load_model(a.checkpoint)
     if a.format == "safetensors":
         meta_path = export.export_safetensors(model, spec, out)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from . import checks
 from .common import add_data
 from .common import load_model as _load_model
 from .common import load_teacher as _load_teacher
@@ -41,23 +42,21 @@ def cmd_fix_bias(a) -> int:
     from ..distill.checkpoint import atomic_torch_save, load_checkpoint
     from ..distill.data import load_dataset
     from ..distill.teachers import run_teacher
-    from ..distill.trainer import evaluate, resolve_device
+    from ..distill.trainer import evaluate
 
     if a.prior == "teacher" and not a.teacher:
         raise ValueError("--prior teacher needs --teacher checkpoint(s)")
-    device = resolve_device(a.device)
+    checks.out_file(a.out)
+    device = checks.device(a.device)
     student, spec = _load_model(a.student)
     splits = load_dataset(a.dataset, a.data_dir, a.download)
     k = splits.train.num_classes
-    if spec.get("num_classes") != k:
-        raise ValueError(f"the student has {spec.get('num_classes')} classes, {a.dataset} has {k}")
+    checks.spec_fits(spec, splits.train, f"the student {a.student}")
     if a.classes is not None and any(not 0 <= c < k for c in a.classes):
         raise ValueError(f"--classes names a class that does not exist: {a.classes} "
                          f"(classes are 0..{k - 1})")
     if a.prior == "teacher":
-        teacher, n_teacher = _load_teacher(a.teacher, "arith_prob", 1.0)
-        if n_teacher != k:
-            raise ValueError(f"the teacher has {n_teacher} classes, {a.dataset} has {k}")
+        teacher, _ = _load_teacher(a.teacher, "arith_prob", 1.0, splits.train)
         prior = teacher_prior(run_teacher(teacher.to(device), splits.train.x,
                                           device=device).numpy(), from_logits=True)
     else:

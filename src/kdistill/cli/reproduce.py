@@ -19,7 +19,7 @@ import typing
 from typing import Any
 
 from ..experiments import COMMON_HELP, EXPERIMENTS
-from . import compress
+from . import checks, compress
 from .common import LazyParser, dataset_name
 
 NAME = "reproduce"
@@ -109,6 +109,37 @@ def given_settings(cls: type, a: argparse.Namespace) -> dict[str, Any]:
     return given
 
 
+# Classes of the built-in data sets, so that settings naming classes are checked up front.
+_KNOWN_CLASSES = {"digits": 10, "mnist": 10, "fashion-mnist": 10, "kmnist": 10, "letter": 26}
+
+
+def _check_before_work(cfg: Any, given: dict[str, Any]) -> None:
+    """What every experiment would otherwise find out only once it has trained something:
+    its settings (its own checks first, for their messages), the device, the data set's
+    name and the folders it writes."""
+    import inspect
+
+    from ..distill.data import DATASETS
+    from ..distill.trainer import TrainConfig
+
+    if "num_classes" in inspect.signature(cfg.validate).parameters:
+        cfg.validate(num_classes=_KNOWN_CLASSES.get(cfg.dataset))
+    else:
+        cfg.validate()
+    checks.finite_settings(given)
+    checks.widths_fit(given)
+    checks.device(cfg.device)
+    if cfg.dataset not in DATASETS and not str(cfg.dataset).endswith(".npz"):
+        raise ValueError(f"unknown dataset {cfg.dataset!r}; known: {sorted(DATASETS)} or a "
+                         ".npz file")
+    shared = {k: getattr(cfg, k) for k in ("batch_size", "lr", "optimizer", "seed")
+              if hasattr(cfg, k)}
+    TrainConfig(**shared).validate()
+    checks.out_dir(cfg.out)
+    if getattr(cfg, "report_dir", None) is not None:
+        checks.out_dir(cfg.report_dir, "--report-dir")
+
+
 def run(a: argparse.Namespace) -> int:
     if a.experiment in CUSTOM:
         return CUSTOM[a.experiment][1](a)
@@ -120,6 +151,7 @@ def run(a: argparse.Namespace) -> int:
                                         if f.name == "dataset"))
     given.setdefault("out", f"runs/{a.experiment}/{dataset_name(dataset)}")
     cfg = module.config_from(dataset, **given)
+    _check_before_work(cfg, given)
     results = module.run(cfg)
     print("\n".join(module.summary(results, cfg)))
     return 0

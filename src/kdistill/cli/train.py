@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
+from . import checks
 from .common import (
     add_data,
     add_model,
@@ -36,10 +36,11 @@ def run(a: argparse.Namespace) -> int:
 
     cfg = train_config(a)
     augment = augment_from(a)
+    out = checks.out_dir(a.out)
+    checks.device(a.device)
     splits = load_dataset(a.dataset, a.data_dir, a.download)
     spec = model_spec(a, splits.train)
     model = build(spec, a.seed)
-    out = Path(a.out)
     with distributed(a.device) as rank:  # under torchrun each rank takes its share
         result = train(model, splits.train, cfg, method="ce", augment=augment,
                        eval_sets={"test": splits.test}, out_dir=out, resume=not a.no_resume,

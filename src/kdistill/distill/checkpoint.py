@@ -6,6 +6,7 @@ so a crash leaves the last good checkpoint.
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,17 @@ class CheckpointError(ValueError):
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
-    return atomic_write(path, lambda tmp: torch.save(obj, tmp))
+    """torch.save through a temporary file. torch's zip writer reports a failed write (a full
+    disk) as a RuntimeError; it is raised as the OSError it is, so the CLI prints one line."""
+    def save(tmp: str) -> None:
+        try:
+            torch.save(obj, tmp)
+        except RuntimeError as exc:
+            if "write" not in str(exc).lower():
+                raise
+            raise OSError(errno.EIO, f"writing {path} failed, is the disk full? "
+                          f"({' '.join(str(exc).split())[:120]})") from None
+    return atomic_write(path, save)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
@@ -40,6 +51,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
             from None
     if not isinstance(ckpt, dict) or "model_state" not in ckpt or "format" not in ckpt:
         raise CheckpointError(f"{path} is not a kdistill checkpoint (no model_state/format)")
+    if not isinstance(ckpt["model_state"], dict):
+        raise CheckpointError(f"{path}: model_state is a {type(ckpt['model_state']).__name__}, "
+                              "not a dict of tensors: the checkpoint is damaged or not ours")
     return ckpt
 
 
@@ -51,10 +65,21 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
     spec = ckpt.get("model_spec")
     if not spec:
         raise CheckpointError(f"{path} has no model_spec: cannot rebuild the model")
-    model = build_model(spec)
+    if not isinstance(spec, dict):
+        raise CheckpointError(f"{path}: model_spec is a {type(spec).__name__}, not a dict")
+    try:
+        model = build_model(spec)
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: cannot rebuild its model ({exc})") from None
+    # A diverged run never checkpoints NaN, so NaN weights mean a damaged file: refuse them
+    # rather than report NaN metrics (or an ECE of 0.0) as if they were results.
+    bad = [k for k, v in ckpt["model_state"].items()
+           if isinstance(v, torch.Tensor) and v.is_floating_point() and not v.isfinite().all()]
+    if bad:
+        raise CheckpointError(f"{path}: weights {bad[0]!r} hold NaN or infinite values")
     try:
         model.load_state_dict(ckpt["model_state"])
     except RuntimeError as exc:
-        raise CheckpointError(f"{path}: weights do not fit its model_spec ({str(exc)[:160]})") \
-            from None
+        raise CheckpointError(f"{path}: weights do not fit its model_spec "
+                              f"({' '.join(str(exc).split())[:160]})") from None
     return model.eval(), spec

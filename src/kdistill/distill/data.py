@@ -84,10 +84,22 @@ class ArrayDataset:
 
 @dataclass
 class DataSplits:
+    """A train and a test split that one model can take: both non-empty, inputs alike."""
+
     train: ArrayDataset
     test: ArrayDataset
     name: str
     source: str
+
+    def __post_init__(self) -> None:
+        for part in (self.train, self.test):
+            if len(part) == 0:
+                raise ValueError(f"{self.name}: the {part.name} split is empty")
+        if self.train.input_shape != self.test.input_shape:
+            raise ValueError(f"{self.name}: train inputs have shape "
+                             f"{list(self.train.input_shape)} ({self.train.in_features} "
+                             f"features) but test inputs {list(self.test.input_shape)} "
+                             f"({self.test.in_features})")
 
 
 def check_labels(y, num_classes: int, what: str = "labels") -> None:
@@ -169,6 +181,9 @@ def load_idx_folder(
         if path is None:
             raise FileNotFoundError(f"{folder}: missing {stem}[.gz]")
         arrays[key] = read_idx(path)
+        if arrays[key].dtype.kind == "f" and not np.isfinite(arrays[key]).all():
+            raise ValueError(f"{path}: the {key.replace('_', ' ')} contain NaN or infinite "
+                             "values")
     splits = []
     for part in ("train", "test"):
         images, labels = arrays[f"{part}_images"], arrays[f"{part}_labels"]
@@ -333,33 +348,10 @@ def load_digits(root: str | os.PathLike | None = None, download: bool = False,
 
 def load_npz(path: str | os.PathLike) -> DataSplits:
     """Your own data: an .npz with x_train, y_train, x_test, y_test (images (N, H, W),
-    (N, C, H, W) or feature rows (N, D); labels integers 0..K-1)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"data file not found: {path}")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in ("x_train", "y_train", "x_test", "y_test")}
-    except KeyError as exc:
-        raise ValueError(f"{path}: missing array {exc} (need x_train, y_train, x_test, y_test)") \
-            from None
-    except (OSError, ValueError, EOFError) as exc:
-        raise ValueError(f"{path}: not a readable .npz file ({exc})") from None
-    num_classes = int(max(arrays["y_train"].max(), arrays["y_test"].max())) + 1
-    names = [str(i) for i in range(num_classes)]
-    parts = []
-    for part in ("train", "test"):
-        x = arrays[f"x_{part}"].astype(np.float32)
-        if x.ndim == 3:
-            x = x[:, None]
-        if not np.isfinite(x).all():
-            raise ValueError(f"{path}: x_{part} contains NaN or infinite values")
-        y = arrays[f"y_{part}"]
-        if not np.issubdtype(y.dtype, np.integer):
-            raise ValueError(f"{path}: y_{part} must hold integer labels, got {y.dtype}")
-        parts.append(ArrayDataset(torch.from_numpy(x), torch.from_numpy(y.astype(np.int64)),
-                                  num_classes, names, f"{path.stem}-{part}"))
-    return DataSplits(parts[0], parts[1], path.stem, str(path))
+    (N, C, H, W) or feature rows (N, D); labels integers 0..K-1). See kdistill.distill.npz."""
+    from .npz import load_npz as _load_npz
+
+    return _load_npz(path)
 
 
 LETTER_TRAIN_ROWS = 16_000  # the UCI convention: first 16,000 rows train, last 4,000 test

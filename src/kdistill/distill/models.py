@@ -6,13 +6,15 @@ checkpoint can rebuild it without pickled code: `build_model(spec)`.
 
 from __future__ import annotations
 
+import math
+import os
 from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 
 __all__ = ["MLP", "SmallCNN", "MODELS", "register_model", "build_model", "count_parameters",
-           "apply_constraints"]
+           "apply_constraints", "estimate_parameters", "check_model_size"]
 
 
 class MLP(nn.Module):
@@ -40,8 +42,8 @@ class MLP(nn.Module):
         for name, p in (("input_dropout", input_dropout), ("hidden_dropout", hidden_dropout)):
             if not 0.0 <= p < 1.0:
                 raise ValueError(f"{name} must lie in [0, 1), got {p}")
-        if max_norm is not None and max_norm <= 0:
-            raise ValueError(f"max_norm must be > 0, got {max_norm}")
+        if max_norm is not None and not (math.isfinite(max_norm) and max_norm > 0):
+            raise ValueError(f"max_norm must be a finite number > 0, got {max_norm}")
         self.max_norm = max_norm
         layers: list[nn.Module] = [nn.Flatten()]
         if input_dropout > 0:
@@ -134,10 +136,50 @@ def build_model(spec: dict) -> nn.Module:
     name = spec["name"]
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; known: {sorted(MODELS)}")
+    check_model_size(spec)
     try:
         return MODELS[name](**kwargs)
     except TypeError as exc:
         raise ValueError(f"bad arguments for model {name!r}: {exc}") from None
+
+
+def estimate_parameters(spec: dict) -> int | None:
+    """Parameter count of an mlp or cnn spec without building it (None: another model, or a
+    spec too broken to count, which the constructor then refuses)."""
+    try:
+        if spec.get("name") == "mlp":
+            widths = [int(spec["in_features"]), *map(int, spec.get("hidden", (800, 800))),
+                      int(spec["num_classes"])]
+            return sum((a + 1) * b for a, b in zip(widths, widths[1:]))
+        if spec.get("name") == "cnn":
+            c_in, k = int(spec.get("in_channels", 1)), int(spec.get("num_classes", 10))
+            c1, c2 = map(int, spec.get("channels", (32, 64)))
+            hidden, size = int(spec.get("hidden", 256)), int(spec.get("image_size", 28))
+            flat = c2 * (size // 4) ** 2
+            return (9 * c_in + 1) * c1 + (9 * c1 + 1) * c2 + (flat + 1) * hidden + (hidden + 1) * k
+    except (KeyError, TypeError, ValueError):
+        return None
+    return None
+
+
+def _memory_bytes() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_model_size(spec: dict, what: str | None = None) -> None:
+    """Refuse a model whose float32 weights alone would take more than half this machine's
+    memory: one line with the estimate, instead of an allocation traceback (or the OOM
+    killer) once building starts."""
+    n, memory = estimate_parameters(spec), _memory_bytes()
+    if n is None or memory is None or n * 4 <= memory // 2:
+        return
+    label = what or f"model {spec.get('name')!r} with hidden sizes {spec.get('hidden')}"
+    raise ValueError(f"{label} would have about {n:,} parameters ({n * 4 / 1e9:,.1f} GB of "
+                     f"float32 weights), more than half of this machine's "
+                     f"{memory / 1e9:,.1f} GB of memory")
 
 
 def count_parameters(model: nn.Module) -> int:

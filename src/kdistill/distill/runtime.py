@@ -25,18 +25,29 @@ def dist_info() -> tuple[int, int]:
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """'auto' is this rank's CUDA device when there is one, else the CPU."""
+    """'auto' is this rank's CUDA device when there is one, else the CPU. Anything else must
+    name a device that exists here (cpu, cuda, cuda:N, mps): one clear error otherwise."""
     if name == "auto":
         if torch.cuda.is_available():
             rank_local = int(os.environ.get("LOCAL_RANK", 0))
             return torch.device("cuda", rank_local % torch.cuda.device_count())
         return torch.device("cpu")
+    if not isinstance(name, (str, torch.device)) or not str(name).strip():
+        raise ValueError(f"not a device: {name!r} (auto, cpu, cuda, cuda:1)")
     try:
         dev = torch.device(name)
-    except (RuntimeError, TypeError):
+    except (RuntimeError, TypeError, ValueError):
         raise ValueError(f"not a device: {name!r} (auto, cpu, cuda, cuda:1)") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device cuda was asked for but CUDA is not available")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device {name!r} cannot train or evaluate (auto, cpu, cuda, cuda:1)")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {name!r} was asked for but CUDA is not available")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device {name!r} does not exist: this machine has "
+                             f"{torch.cuda.device_count()} CUDA device(s)")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {name!r} was asked for but MPS is not available")
     return dev
 
 

@@ -84,10 +84,13 @@ class TrainConfig:
         def need(ok: bool, msg: str) -> None:
             if not ok:
                 raise ValueError(msg)
-        for name in ("epochs", "batch_size", "eval_batch_size"):
-            v = getattr(self, name)
-            need(isinstance(v, int) and not isinstance(v, bool) and v >= 1,
-                 f"{name} must be an integer >= 1, got {v!r}")
+        for name, top in (("epochs", 10 ** 6), ("batch_size", 2 ** 31 - 1),
+                          ("eval_batch_size", 2 ** 31 - 1), ("seed", 2 ** 32 - 1)):
+            v, low = getattr(self, name), 0 if name == "seed" else 1
+            need(isinstance(v, int) and not isinstance(v, bool) and low <= v <= top,
+                 f"{name} must be an integer in [{low}, {top}], got {v!r}")
+        need(all(isinstance(m, int) and m >= 1 for m in self.milestones),
+             f"milestones must be epochs >= 1, got {list(self.milestones)}")
         need(isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0,
              f"lr must be a finite number > 0, got {self.lr!r}")
         need(self.optimizer in ("sgd", "adam", "adamw"),
@@ -96,7 +99,7 @@ class TrainConfig:
              f"schedule must be constant, cosine, linear or step, got {self.schedule!r}")
         need(0 <= self.momentum < 1, f"momentum must lie in [0, 1), got {self.momentum}")
         need(math.isfinite(self.weight_decay) and self.weight_decay >= 0,
-             f"weight_decay must be >= 0, got {self.weight_decay}")
+             f"weight_decay must be a finite number >= 0, got {self.weight_decay}")
         need(self.grad_clip is None or (math.isfinite(self.grad_clip) and self.grad_clip > 0),
              f"grad_clip must be > 0, got {self.grad_clip}")
         need(math.isfinite(self.warmup_epochs) and self.warmup_epochs >= 0,

@@ -23,6 +23,7 @@ the paper's problems is :mod:`kdistill.experiments.model_compression`, a CSV fil
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ import pandas as pd
 import torch
 from threadpoolctl import threadpool_limits
 
+from ..distill.models import check_model_size
 from ..reporting import save_figure
 from .encoding import TabularEncoder
 from .library import ModelLibrary, WeightedEnsemble, model_size_bytes
@@ -81,15 +83,21 @@ class CompressionConfig:
     def validate(self) -> None:
         for name in ("n_jobs", "selection_bags", "selection_max_iter", "munge_k",
                      "epochs", "batch_size", "timing_rows"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+            if not 1 <= getattr(self, name) <= 2 ** 31 - 1:
+                raise ValueError(f"{name} must be an integer in [1, {2 ** 31 - 1}], got "
+                                 f"{getattr(self, name)}")
+        if not 0 <= self.seed <= 2 ** 32 - 1:
+            raise ValueError(f"seed must be an integer in [0, {2 ** 32 - 1}], got {self.seed}")
         for name in ("mimic_hidden", "ann_hidden"):
             archs = getattr(self, name)
             if not archs or any(not arch or any(int(h) < 1 for h in arch) for arch in archs):
                 raise ValueError(f"{name} must be a non-empty list of architectures, each a "
                                  f"non-empty list of widths >= 1; got {archs!r}")
-        if not self.size_budget > 0:
-            raise ValueError(f"size_budget must be > 0, got {self.size_budget}")
+            for arch in archs:  # a lower bound (one input, two classes) before any data
+                check_model_size({"name": "mlp", "in_features": 1, "num_classes": 2,
+                                  "hidden": list(arch)}, f"{name} {arch_label(arch)}")
+        if not (math.isfinite(self.size_budget) and self.size_budget > 0):
+            raise ValueError(f"size_budget must be a finite number > 0, got {self.size_budget}")
         if any(e < 1 for e in self.ann_epochs):
             raise ValueError(f"ann_epochs must all be >= 1, got {self.ann_epochs}")
         if not 0 < self.selection_bag_fraction <= 1:

@@ -148,12 +148,18 @@ def read_csv_problem(
     Classes are the target's distinct values sorted as text; rows with a missing target raise.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder, not a CSV file")
     if not path.is_file():
         raise FileNotFoundError(f"CSV file not found: {path}")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path} is empty: need a header row and data rows")
     try:
         frame = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path}: cannot parse as CSV ({str(exc).splitlines()[0]})") from None
+    if len(frame) == 0:
+        raise ValueError(f"{path} has a header row but no data rows")
     if target not in frame.columns:
         shown = ", ".join(map(str, list(frame.columns)[:20]))
         raise ValueError(f"target column {target!r} not in {path.name} (columns: {shown})")
@@ -164,6 +170,9 @@ def read_csv_problem(
     X = frame.drop(columns=[target])
     if X.shape[1] == 0:
         raise ValueError(f"{path.name} has no input columns besides {target!r}")
+    for column in X.columns:  # NaN is a missing value the encoder fills; inf is not
+        if pd.api.types.is_float_dtype(X[column]) and np.isinf(X[column].to_numpy()).any():
+            raise ValueError(f"column {column!r} of {path.name} holds inf values")
     text = labels.astype(str)
     classes = sorted(text.unique())
     if len(classes) < 2:
