@@ -19,6 +19,7 @@ from kdistill.distill.models import MLP
 from kdistill.distill.trainer import TrainConfig, train
 
 STEPS_PER_EPOCH, EPOCHS = 8, 4
+SAVE = torch.save  # the final weights are saved with this, never with a patched save
 
 
 def problem() -> ArrayDataset:
@@ -86,7 +87,7 @@ def main(out: str, mode: str) -> None:
         net.register_forward_pre_hook(count)
     result = train(net, problem(), config(), augment=Jitter(1), out_dir=out,
                    callbacks=callbacks, log=lambda s: None)
-    torch.save(result.model.state_dict(), os.path.join(out, "final.pt"))
+    SAVE(result.model.state_dict(), os.path.join(out, "final.pt"))
 
 
 if __name__ == "__main__":

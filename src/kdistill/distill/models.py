@@ -1,4 +1,5 @@
-"""Model registry: the MLPs of the paper's MNIST experiment and a small CNN.
+"""Model registry: the MLPs of the paper's MNIST experiment, a small CNN, and the CIFAR-style
+ResNets of `kdistill.distill.resnet` ("resnet", "wrn").
 
 A model is described by a plain dict spec (`{"name": "mlp", "hidden": [800, 800], ...}`) so a
 checkpoint can rebuild it without pickled code: `build_model(spec)`.
@@ -13,8 +14,10 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from .resnet import ResNet, WideResNet
+
 __all__ = ["MLP", "SmallCNN", "MODELS", "register_model", "build_model", "count_parameters",
-           "apply_constraints", "estimate_parameters", "check_model_size"]
+           "count_flops", "apply_constraints", "estimate_parameters", "check_model_size"]
 
 
 class MLP(nn.Module):
@@ -106,7 +109,8 @@ class SmallCNN(nn.Module):
         return self.classifier(self.features(x))
 
 
-MODELS: dict[str, Callable[..., nn.Module]] = {"mlp": MLP, "cnn": SmallCNN}
+MODELS: dict[str, Callable[..., nn.Module]] = {"mlp": MLP, "cnn": SmallCNN, "resnet": ResNet,
+                                               "wrn": WideResNet}
 
 
 def register_model(name: str, builder: Callable[..., nn.Module] | None = None, *,
@@ -184,6 +188,45 @@ def check_model_size(spec: dict, what: str | None = None) -> None:
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def count_flops(model: nn.Module, input_shape: Sequence[int]) -> int:
+    """Multiply-adds of the model's Conv and Linear layers for one example of `input_shape`
+    (no batch axis), measured with forward hooks on a zero input in eval mode (the model's
+    mode and BN statistics are left as they were). A conv costs out_elements * in_channels /
+    groups * kernel area, a linear layer out_elements * in_features; biases, BN, activations,
+    additions and pooling are not counted (the convention behind the "FLOPs" of KD papers)."""
+    total = 0
+
+    def conv_hook(m: nn.Module, _inputs, output: torch.Tensor) -> None:
+        nonlocal total
+        kernel = 1
+        for k in m.kernel_size:
+            kernel *= k
+        total += output.numel() * (m.in_channels // m.groups) * kernel
+
+    def linear_hook(m: nn.Module, _inputs, output: torch.Tensor) -> None:
+        nonlocal total
+        total += output.numel() * m.in_features
+
+    handles = []
+    for m in model.modules():
+        if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+            handles.append(m.register_forward_hook(conv_hook))
+        elif isinstance(m, nn.Linear):
+            handles.append(m.register_forward_hook(linear_hook))
+    was = model.training
+    param = next(model.parameters(), None)
+    x = torch.zeros(1, *input_shape, device=param.device if param is not None else "cpu")
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(x)
+    finally:
+        model.train(was)
+        for h in handles:
+            h.remove()
+    return total
 
 
 def apply_constraints(model: nn.Module) -> None:
