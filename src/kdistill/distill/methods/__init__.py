@@ -17,6 +17,7 @@ from .dkd import DKD
 from .fitnets import FitNets
 from .kd import KD
 from .logit_matching import LogitMatching
+from .ls import DKDLS, KDLS
 
 __all__ = ["Method", "Outputs", "available", "get", "parameters", "register", "build"]
 
@@ -26,6 +27,8 @@ _BUILTIN: dict[str, type[Method]] = {
     "logit_matching": LogitMatching,
     "dkd": DKD,
     "fitnets": FitNets,
+    "kd_ls": KDLS,
+    "dkd_ls": DKDLS,
 }
 _REGISTRY: dict[str, type[Method]] = dict(_BUILTIN)
 
