@@ -13,6 +13,7 @@ import inspect
 
 from .base import Method, Outputs
 from .ce import CrossEntropy
+from .dist import DIST
 from .dkd import DKD
 from .fitnets import FitNets
 from .kd import KD
@@ -29,6 +30,7 @@ _BUILTIN: dict[str, type[Method]] = {
     "fitnets": FitNets,
     "kd_ls": KDLS,
     "dkd_ls": DKDLS,
+    "dist": DIST,
 }
 _REGISTRY: dict[str, type[Method]] = dict(_BUILTIN)
 
