@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 
+from .at import AT
 from .base import Method, Outputs
 from .ce import CrossEntropy
 from .dist import DIST
@@ -31,6 +32,7 @@ _BUILTIN: dict[str, type[Method]] = {
     "kd_ls": KDLS,
     "dkd_ls": DKDLS,
     "dist": DIST,
+    "at": AT,
 }
 _REGISTRY: dict[str, type[Method]] = dict(_BUILTIN)
 
