@@ -20,6 +20,7 @@ from .fitnets import FitNets
 from .kd import KD
 from .logit_matching import LogitMatching
 from .ls import DKDLS, KDLS
+from .pkt import PKT
 
 __all__ = ["Method", "Outputs", "available", "get", "parameters", "register", "build"]
 
@@ -33,6 +34,7 @@ _BUILTIN: dict[str, type[Method]] = {
     "dkd_ls": DKDLS,
     "dist": DIST,
     "at": AT,
+    "pkt": PKT,
 }
 _REGISTRY: dict[str, type[Method]] = dict(_BUILTIN)
 
