@@ -21,6 +21,7 @@ from .kd import KD
 from .logit_matching import LogitMatching
 from .ls import DKDLS, KDLS
 from .pkt import PKT
+from .sp import SP
 
 __all__ = ["Method", "Outputs", "available", "get", "parameters", "register", "build"]
 
@@ -35,6 +36,7 @@ _BUILTIN: dict[str, type[Method]] = {
     "dist": DIST,
     "at": AT,
     "pkt": PKT,
+    "sp": SP,
 }
 _REGISTRY: dict[str, type[Method]] = dict(_BUILTIN)
 
