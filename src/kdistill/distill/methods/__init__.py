@@ -21,6 +21,7 @@ from .kd import KD
 from .logit_matching import LogitMatching
 from .ls import DKDLS, KDLS
 from .pkt import PKT
+from .rkd import RKD
 from .sp import SP
 
 __all__ = ["Method", "Outputs", "available", "get", "parameters", "register", "build"]
@@ -37,6 +38,7 @@ _BUILTIN: dict[str, type[Method]] = {
     "at": AT,
     "pkt": PKT,
     "sp": SP,
+    "rkd": RKD,
 }
 _REGISTRY: dict[str, type[Method]] = dict(_BUILTIN)
 
