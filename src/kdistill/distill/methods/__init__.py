@@ -14,6 +14,7 @@ import inspect
 from .at import AT
 from .base import Method, Outputs
 from .ce import CrossEntropy
+from .crd import CRD
 from .dist import DIST
 from .dkd import DKD
 from .fitnets import FitNets
@@ -39,6 +40,7 @@ _BUILTIN: dict[str, type[Method]] = {
     "pkt": PKT,
     "sp": SP,
     "rkd": RKD,
+    "crd": CRD,
 }
 _REGISTRY: dict[str, type[Method]] = dict(_BUILTIN)
 
