@@ -11,12 +11,19 @@ from __future__ import annotations
 
 import inspect
 
+from .at import AT
 from .base import Method, Outputs
 from .ce import CrossEntropy
+from .crd import CRD
+from .dist import DIST
 from .dkd import DKD
 from .fitnets import FitNets
 from .kd import KD
 from .logit_matching import LogitMatching
+from .ls import DKDLS, KDLS
+from .pkt import PKT
+from .rkd import RKD
+from .sp import SP
 
 __all__ = ["Method", "Outputs", "available", "get", "parameters", "register", "build"]
 
@@ -26,6 +33,14 @@ _BUILTIN: dict[str, type[Method]] = {
     "logit_matching": LogitMatching,
     "dkd": DKD,
     "fitnets": FitNets,
+    "kd_ls": KDLS,
+    "dkd_ls": DKDLS,
+    "dist": DIST,
+    "at": AT,
+    "pkt": PKT,
+    "sp": SP,
+    "rkd": RKD,
+    "crd": CRD,
 }
 _REGISTRY: dict[str, type[Method]] = dict(_BUILTIN)
 

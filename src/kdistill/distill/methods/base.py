@@ -15,9 +15,13 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["Outputs", "Method", "check_positive", "check_nonneg"]
+from ..losses import upcast
+
+__all__ = ["Outputs", "Method", "check_positive", "check_nonneg", "check_flag", "check_layer",
+           "hard_term", "flat_features", "LayerPairMethod"]
 
 
 @dataclass
@@ -86,3 +90,49 @@ def _number(name: str, value: Any, method: str) -> float:
     if not math.isfinite(v):
         raise ValueError(f"{method}: {name} must be finite, got {value!r}")
     return v
+
+
+def check_flag(name: str, value: Any, method: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{method}: {name} must be true or false, got {value!r}")
+    return value
+
+
+def check_layer(name: str, value: Any, method: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{method}: {name} must name a module, got {value!r}")
+    return value
+
+
+def hard_term(weight: float, student: Outputs, batch: Any) -> dict[str, torch.Tensor]:
+    """{"hard": weight * CE(z, y)} per example, or {} for a weight of 0 or an unlabelled batch."""
+    if weight == 0 or batch.labels is None:
+        return {}
+    ce = F.cross_entropy(upcast(student.logits), batch.labels, reduction="none")
+    return {"hard": ce if weight == 1.0 else weight * ce}
+
+
+def flat_features(out: Outputs, layer: str | None, detach: bool = False) -> torch.Tensor:
+    """The named layer's output (the logits for None) as (N, D), float32 or float64."""
+    f = out.logits if layer is None else out.features[layer]
+    f = upcast(f.detach() if detach else f)
+    return f.reshape(f.shape[0], -1)
+
+
+class LayerPairMethod(Method):
+    """A method that reads one student layer and one teacher layer (None: the logits)."""
+
+    student_layer: str | None = None
+    teacher_layer: str | None = None
+
+    def set_layers(self, student_layer: Any, teacher_layer: Any, optional: bool = False) -> None:
+        if optional and student_layer is None and teacher_layer is None:
+            return
+        self.student_layer = check_layer("student_layer", student_layer, self.name)
+        self.teacher_layer = check_layer("teacher_layer", teacher_layer, self.name)
+
+    def student_layers(self) -> list[str]:
+        return [] if self.student_layer is None else [self.student_layer]
+
+    def teacher_layers(self) -> list[str]:
+        return [] if self.teacher_layer is None else [self.teacher_layer]

@@ -8,7 +8,9 @@ Defaults are the paper's CIFAR-100 setting (alpha 1, beta 8, T 4, CE weight 1; t
 20-epoch linear warm-up of the distillation terms is left to a schedule). Everything is
 computed from log-softmax with masks, so a binary problem (one non-target class, NCKD = 0)
 and saturated teachers give finite values, not the inf/NaN of a log of a difference. An
-unlabelled batch uses the teacher's top class as the target.
+unlabelled batch uses the teacher's top class as the target. `standardize=True` z-scores both
+sides' logits per example before the decomposition (Sun et al. 2024, as in KD); the hard term
+keeps the raw logits.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import torch
 import torch.nn.functional as F
 
 from ..losses import upcast
-from .base import Method, Outputs, check_nonneg, check_positive
+from .base import Method, Outputs, check_flag, check_nonneg, check_positive
+from .kd import standardize_logits
 
 __all__ = ["DKD", "dkd_terms"]
 
@@ -57,18 +60,31 @@ class DKD(Method):
     name = "dkd"
 
     def __init__(self, alpha: float = 1.0, beta: float = 8.0, temperature: float = 4.0,
-                 hard_weight: float = 1.0) -> None:
+                 hard_weight: float = 1.0, standardize: bool = False) -> None:
         super().__init__()
-        self.alpha = check_nonneg("alpha", alpha, "dkd")
-        self.beta = check_nonneg("beta", beta, "dkd")
-        self.temperature = check_positive("temperature", temperature, "dkd")
-        self.hard_weight = check_nonneg("hard_weight", hard_weight, "dkd")
+        m = self.name
+        self.alpha = check_nonneg("alpha", alpha, m)
+        self.beta = check_nonneg("beta", beta, m)
+        self.temperature = check_positive("temperature", temperature, m)
+        self.hard_weight = check_nonneg("hard_weight", hard_weight, m)
         if self.alpha == 0 and self.beta == 0 and self.hard_weight == 0:
-            raise ValueError("dkd: alpha, beta and hard_weight are all 0")
+            raise ValueError(f"{m}: alpha, beta and hard_weight are all 0")
+        self.standardize = check_flag("standardize", standardize, m)
+
+    def describe(self) -> dict:
+        """Without `standardize` when it is off: runs from before the option keep their
+        identity (and resume)."""
+        d = super().describe()
+        if not self.standardize:
+            del d["standardize"]
+        return d
 
     def forward(self, student: Outputs, teacher: Outputs | None, batch) -> dict[str, torch.Tensor]:
         target = batch.labels if batch.labels is not None else teacher.logits.argmax(dim=-1)
-        tckd, nckd = dkd_terms(student.logits, teacher.logits, target, self.temperature)
+        z, v = student.logits, teacher.logits
+        if self.standardize:
+            z, v = standardize_logits(z), standardize_logits(v)
+        tckd, nckd = dkd_terms(z, v, target, self.temperature)
         terms = {"tckd": self.alpha * tckd, "nckd": self.beta * nckd}
         if self.hard_weight > 0 and batch.labels is not None:
             terms["hard"] = self.hard_weight * F.cross_entropy(

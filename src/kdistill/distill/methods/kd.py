@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from ..losses import soft_target_loss, upcast
-from .base import Method, Outputs, check_nonneg, check_positive
+from .base import Method, Outputs, check_flag, check_nonneg, check_positive
 
 __all__ = ["KD", "standardize_logits"]
 
@@ -37,15 +37,14 @@ class KD(Method):
     def __init__(self, temperature: float = 4.0, soft_weight: float = 1.0,
                  hard_weight: float = 0.1, standardize: bool = False) -> None:
         super().__init__()
-        self.temperature = check_positive("temperature", temperature, "kd")
-        self.soft_weight = check_nonneg("soft_weight", soft_weight, "kd")
-        self.hard_weight = check_nonneg("hard_weight", hard_weight, "kd")
+        m = self.name
+        self.temperature = check_positive("temperature", temperature, m)
+        self.soft_weight = check_nonneg("soft_weight", soft_weight, m)
+        self.hard_weight = check_nonneg("hard_weight", hard_weight, m)
         if self.soft_weight == 0 and self.hard_weight == 0:
-            raise ValueError("kd: soft_weight and hard_weight are both 0: the loss would be "
+            raise ValueError(f"{m}: soft_weight and hard_weight are both 0: the loss would be "
                              "constant")
-        if not isinstance(standardize, bool):
-            raise ValueError(f"kd: standardize must be true or false, got {standardize!r}")
-        self.standardize = standardize
+        self.standardize = check_flag("standardize", standardize, m)
 
     def forward(self, student: Outputs, teacher: Outputs | None, batch) -> dict[str, torch.Tensor]:
         z, v = student.logits, teacher.logits
@@ -59,6 +58,6 @@ class KD(Method):
             terms["hard"] = _weighted(self.hard_weight, F.cross_entropy(
                 upcast(student.logits), batch.labels, reduction="none"))
         if not terms:
-            raise ValueError("kd: soft_weight is 0 and this batch has no labels: nothing to "
-                             "learn from")
+            raise ValueError(f"{self.name}: soft_weight is 0 and this batch has no labels: "
+                             "nothing to learn from")
         return terms
