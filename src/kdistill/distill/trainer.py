@@ -33,7 +33,7 @@ from torch import nn
 
 from ..files import sha256_file
 from . import methods as methods_lib
-from .adapters import Batch, LogitsKey, call_model, logits_of
+from .adapters import LogitsKey, call_model, logits_of
 from .augment import Augment, describe_augment
 from .batches import array_batches, loader_batches, probe_batch
 from .cache import fingerprint_training_data
@@ -41,6 +41,14 @@ from .callbacks import Callback
 from .checkpoint import atomic_torch_save, load_checkpoint
 from .data import ArrayDataset
 from .evaluation import evaluate, predict_logits
+from .guards import (
+    check_inputs,
+    check_resumable,
+    freeze,
+    initialize_from,
+    probe,
+    unfreeze,
+)
 from .hooks import FeatureHooks
 from .loop import TrainingDiverged, check_weights_finite, train_epoch
 from .methods import Method, Outputs
@@ -179,11 +187,11 @@ def train(
         raise ValueError("pass either an online teacher or cached teacher_logits, not both")
     distilling = teacher is not None or teacher_logits is not None
     method = methods_lib.build(method, distilling)
-    _check_inputs(method, train_data, teacher, teacher_logits, augment, distilling, in_memory)
+    check_inputs(method, train_data, teacher, teacher_logits, augment, distilling, in_memory)
     if teacher_logits is not None:
         teacher_logits = torch.as_tensor(teacher_logits)
 
-    teacher_state = _freeze(teacher, device)
+    teacher_state = freeze(teacher, device)
     try:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), \
                 ExitStack() as hooks:
@@ -192,7 +200,7 @@ def train(
                         logits_key, teacher_logits_key, callbacks, log, device, rank, world,
                         in_memory, hooks, init_from, data_key)
     finally:
-        _unfreeze(teacher, teacher_state)
+        unfreeze(teacher, teacher_state)
 
 
 def _run(model, train_data, cfg, method, teacher, teacher_logits, augment, val_data, eval_sets,
@@ -219,8 +227,8 @@ def _run(model, train_data, cfg, method, teacher, teacher_logits, augment, val_d
             out = call_model(teacher, inputs)
         return Outputs(logits_of(out, teacher_logits_key), t_hooks.take())
 
-    probe = probe_batch(train_data, teacher_logits, device)
-    _probe(model, method, probe, student_out, teacher_out, train_data if in_memory else None)
+    first = probe_batch(train_data, teacher_logits, device)
+    probe(model, method, first, student_out, teacher_out, train_data if in_memory else None)
     method.to(device)
     # Rank-dependent dropout and other model randomness; weights come from rank 0 via DDP.
     torch.manual_seed(cfg.seed + 7919 * rank)
@@ -245,7 +253,7 @@ def _run(model, train_data, cfg, method, teacher, teacher_logits, augment, val_d
     start_epoch = 0
     if ckpt_path is not None and resume and ckpt_path.exists():
         ckpt = load_checkpoint(ckpt_path, map_location=device)
-        _check_resumable(ckpt, identity, ckpt_path)
+        check_resumable(ckpt, identity, ckpt_path)
         raw_model.load_state_dict(ckpt["model_state"])
         method.load_state_dict(ckpt.get("method_state", {}))
         optimizer.load_state_dict(ckpt["optimizer_state"])
@@ -256,7 +264,7 @@ def _run(model, train_data, cfg, method, teacher, teacher_logits, augment, val_d
         if rank == 0:
             log(f"resumed from {ckpt_path} at epoch {start_epoch}/{cfg.epochs}")
     elif init_from is not None:
-        _initialize_from(init_from, raw_model, method, device)
+        initialize_from(init_from, raw_model, method, device)
         if rank == 0:
             log(f"initialized from {init_from} (a new run: epochs count from 1)")
 
@@ -316,109 +324,6 @@ def _run(model, train_data, cfg, method, teacher, teacher_logits, augment, val_d
     final = history[-1] if history else {}
     return TrainResult(raw_model, history, final, ckpt_path, time.perf_counter() - t0,
                        start_epoch, method)
-
-
-def _initialize_from(path, model: nn.Module, method: Method, device) -> None:
-    ckpt = load_checkpoint(path, map_location=device)
-    try:
-        model.load_state_dict(ckpt["model_state"])
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"{path}: its weights do not fit this model "
-                         f"({str(exc).splitlines()[0][:160]})") from None
-    state = ckpt.get("method_state")
-    if state and (ckpt.get("method") or {}).get("name") == method.name:
-        method.load_state_dict(state)
-
-
-def _check_inputs(method, train_data, teacher, teacher_logits, augment, distilling,
-                  in_memory) -> None:
-    """Every refusal that needs no forward pass, before any work."""
-    if method.needs_teacher and not distilling:
-        raise ValueError(f"method {method.name!r} needs a teacher (teacher= or teacher_logits=)")
-    if not method.needs_teacher and distilling:
-        raise ValueError(f"method {method.name!r} trains on labels alone: it would ignore the "
-                         "teacher (use kd, dkd, ... or drop the teacher)")
-    if teacher_logits is not None and augment is not None:
-        raise ValueError("cached teacher logits cannot follow augmented inputs: pass the "
-                         "teacher itself so it sees the student's augmented batch")
-    if augment is not None and not callable(augment):
-        raise ValueError(f"augment must be a function (inputs, generator) -> inputs, got "
-                         f"{type(augment).__name__}")
-    if teacher is not None and not callable(teacher):
-        raise ValueError(f"the teacher must be a module or a callable, got "
-                         f"{type(teacher).__name__}")
-    if in_memory:
-        if len(train_data) == 0:
-            raise ValueError(f"{train_data.name} is empty")
-        if teacher_logits is not None and len(teacher_logits) != len(train_data):
-            raise ValueError(f"teacher_logits has {len(teacher_logits)} rows but the training "
-                             f"set has {len(train_data)} examples")
-        if train_data.y is None and (method.needs_labels or not distilling):
-            raise ValueError(f"{train_data.name} has no labels and method {method.name!r} "
-                             "needs them")
-    if teacher_logits is not None and not torch.isfinite(torch.as_tensor(teacher_logits)).all():
-        raise ValueError("teacher logits contain NaN or infinite values")
-
-
-def _freeze(teacher, device):
-    """Eval mode on `device` for the run; returns what to restore."""
-    if not isinstance(teacher, nn.Module):
-        return None
-    first = next(teacher.parameters(), None)
-    state = (teacher.training, None if first is None else first.device)
-    teacher.to(device).eval()
-    return state
-
-
-def _unfreeze(teacher, state) -> None:
-    if state is None:
-        return
-    training, dev = state
-    if dev is not None:
-        teacher.to(dev)
-    teacher.train(training)
-
-
-def _probe(model, method, probe: Batch, student_out, teacher_out, data) -> None:
-    """One forward pass in eval mode before the first step: class counts agree, hooked layers
-    run, and the method builds its trainable parts."""
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            s = student_out(probe.inputs)
-            t = teacher_out(probe.inputs, probe.cached)
-    finally:
-        model.train(was)
-    n_student = s.logits.shape[-1]
-    if data is not None and n_student != data.num_classes:
-        raise ValueError(f"the student outputs {n_student} classes but {data.name} has "
-                         f"{data.num_classes}")
-    if t is not None and t.logits.shape[-1] != n_student:
-        raise ValueError(f"teacher/student class-count mismatch: teacher {t.logits.shape[-1]}, "
-                         f"student {n_student}")
-    method.setup(s, t)
-
-
-def _check_resumable(ckpt: dict, identity: dict, path: Path) -> None:
-    """A checkpoint continues only the same run: config, model, method, augmentation, extra."""
-    have = ckpt.get("identity")
-    if have is None:
-        raise ValueError(f"{path} is from an older kdistill (no run identity); use another "
-                         "output folder or no resume")
-    keys = set(have) | set(identity)
-    if identity.get("model_spec") is None:
-        keys.discard("model_spec")
-    diff = sorted(k for k in keys if have.get(k) != identity.get(k))
-    if diff:
-        k = diff[0]
-        h, w = have.get(k), identity.get(k)
-        if isinstance(h, dict) and isinstance(w, dict):
-            sub = sorted(s for s in set(h) | set(w) if h.get(s) != w.get(s))[0]
-            k, h, w = f"{k}.{sub}", h.get(sub), w.get(sub)
-        more = f"; also differs: {', '.join(diff[1:])}" if len(diff) > 1 else ""
-        raise ValueError(f"{path} belongs to a different run ({k}: {h!r} there, {w!r} now"
-                         f"{more}); use another output folder or no resume")
 
 
 def _format_row(row: dict, epochs: int) -> str:
