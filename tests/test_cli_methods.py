@@ -56,3 +56,21 @@ def test_bad_method_input_is_one_line(teacher, tmp_path, capsys, args, words):
                             str(out), *args, *SMALL], capsys)
     assert_usage_error(code, err, *words)
     assert not (out / "checkpoint.pt").exists()
+
+
+def test_cli_trains_and_distils_resnets(tmp_path, capsys):
+    tiny = ["--dataset", "digits", "--epochs", "1", "--batch-size", "64", "--no-progress"]
+    code, _, err = run_cli(["train", "--model", "resnet", "--depth", "8", "--width", "4",
+                            "--out", str(tmp_path / "t"), *tiny], capsys)
+    assert code == 0, err
+    spec = json.loads((tmp_path / "t" / "metrics.json").read_text())["model_spec"]
+    assert spec["name"] == "resnet" and spec["depth"] == 8 and spec["in_channels"] == 1
+    code, _, err = run_cli(["distill", "--teacher", str(tmp_path / "t" / "checkpoint.pt"),
+                            "--model", "wrn", "--depth", "10", "--width", "1",
+                            "--method", "fitnets", "--method-arg", "student_layer=stage2",
+                            "--method-arg", "teacher_layer=stage2",
+                            "--out", str(tmp_path / "s"), *tiny], capsys)
+    assert code == 0, err
+    code, _, err = run_cli(["train", "--model", "resnet", "--depth", "9",
+                            "--out", str(tmp_path / "bad"), *tiny], capsys)
+    assert_usage_error(code, err, "6n + 2")

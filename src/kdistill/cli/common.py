@@ -68,7 +68,14 @@ def add_data(p: argparse.ArgumentParser, default: str = "digits") -> None:
 
 def add_model(p: argparse.ArgumentParser, hidden_default: list[int]) -> None:
     g = p.add_argument_group("model")
-    g.add_argument("--model", choices=["mlp", "cnn"], default="mlp", help="architecture")
+    g.add_argument("--model", choices=["mlp", "cnn", "resnet", "wrn"], default="mlp",
+                   help="architecture: the paper's MLP, a small CNN, a CIFAR-style ResNet "
+                        "(--depth 6n+2, --width base channels) or a wide ResNet (--depth 6n+4, "
+                        "--width widen factor)")
+    g.add_argument("--depth", type=int, default=None,
+                   help="resnet/wrn depth (default: 20 for resnet, 16 for wrn)")
+    g.add_argument("--width", type=int, default=None,
+                   help="resnet base width (default 16) or wrn widen factor (default 2)")
     g.add_argument("--hidden", type=int, nargs="+", default=hidden_default,
                    help="MLP hidden layer widths (default: %(default)s)")
     g.add_argument("--input-dropout", type=float, default=0.0, help="MLP input dropout rate")
@@ -152,9 +159,15 @@ def model_spec(a: argparse.Namespace, data) -> dict:
                 "hidden_dropout": a.hidden_dropout, "max_norm": a.max_norm}
     shape = data.input_shape
     if len(shape) != 3 or shape[1] != shape[2]:
-        raise ValueError(f"the cnn needs square images (C, H, H), got input shape {shape}")
-    return {"name": "cnn", "in_channels": shape[0], "num_classes": data.num_classes,
-            "image_size": shape[1], "dropout": a.hidden_dropout}
+        raise ValueError(f"the {a.model} needs square images (C, H, H), got input shape {shape}")
+    base = {"name": a.model, "in_channels": shape[0], "num_classes": data.num_classes,
+            "image_size": shape[1]}
+    if a.model == "resnet":
+        return {**base, "depth": a.depth or 20, "width": a.width or 16}
+    if a.model == "wrn":
+        return {**base, "depth": a.depth or 16, "widen_factor": a.width or 2,
+                "dropout": a.hidden_dropout}
+    return {**base, "dropout": a.hidden_dropout}
 
 
 def build(spec: dict, seed: int):

@@ -37,7 +37,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def _input_shape(spec: dict) -> tuple[int, ...]:
     if spec.get("name") == "mlp":
         return (int(spec["in_features"]),)
-    if spec.get("name") == "cnn":
+    if spec.get("name") in ("cnn", "resnet", "wrn"):
         size = int(spec.get("image_size", 28))
         return (int(spec.get("in_channels", 1)), size, size)
     raise ValueError(f"cannot tell the input shape of model {spec.get('name')!r} from its "
