@@ -30,11 +30,21 @@ import fault_worker  # noqa: E402
 from kdistill.files import atomic_write_json  # noqa: E402
 from kdistill.reporting import provenance  # noqa: E402
 
+DDP = False  # --ddp: every run is 2 processes under torchrun (gloo), rank 0 is killed
+
 
 def run(out: Path, mode: str) -> int:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, str(WORKER), str(out), mode], env=env,
-                          timeout=600).returncode
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
+    launcher = ([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                 "--nproc-per-node", "2"] if DDP else [sys.executable])
+    return subprocess.run([*launcher, str(WORKER), str(out), mode], env=env, timeout=600,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
+
+
+def killed(code: int) -> bool:
+    """One process: SIGKILL. Under torchrun: the launcher reports the killed rank as a
+    failure (exit code 1)."""
+    return code == -signal.SIGKILL or (DDP and code != 0)
 
 
 def random_mode(rng: random.Random) -> str:
@@ -49,8 +59,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default=str(ROOT / "docs" / "results" / "fault-injection.json"))
+    ap.add_argument("--ddp", action="store_true", help="2-process torchrun runs (dropout)")
+    ap.add_argument("--out", default=None, help="default: docs/results/fault-injection"
+                                                "[-ddp].json")
     args = ap.parse_args()
+    global DDP
+    DDP = args.ddp
+    args.out = args.out or str(ROOT / "docs" / "results" /
+                               f"fault-injection{'-ddp' if DDP else ''}.json")
     rng = random.Random(args.seed)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -64,12 +80,12 @@ def main() -> None:
             codes = []
             for mode in modes:
                 codes.append(run(out, mode))
-                kills += codes[-1] == -signal.SIGKILL
+                kills += killed(codes[-1])
                 time.sleep(1.1)
-            while not (out / "final.pt").exists():
-                codes.append(run(out, "none"))
-                if codes[-1] != 0:
+            for _ in range(3):  # a failed rerun (e.g. a stray launcher error) is retried
+                if (out / "final.pt").exists():
                     break
+                codes.append(run(out, "none"))
             try:
                 got = torch.load(out / "final.pt")
             except (OSError, RuntimeError):
@@ -82,11 +98,11 @@ def main() -> None:
                            "leftover_tmp_files": left})
             print(f"round {r + 1}/{args.rounds}: {modes} -> codes {codes}, "
                   f"bit-identical {same}, leftover tmp {left}", flush=True)
-    result = {"rounds": args.rounds, "kills": kills, "bit_identical": identical,
-              "leftover_tmp_files": leftovers, "per_round": rounds,
+    result = {"processes": 2 if DDP else 1, "rounds": args.rounds, "kills": kills,
+              "bit_identical": identical, "leftover_tmp_files": leftovers, "per_round": rounds,
               "seconds": round(time.perf_counter() - t0, 1),
               "command": f"python benchmarks/fault_injection.py --rounds {args.rounds} "
-                         f"--seed {args.seed}", **provenance()}
+                         f"--seed {args.seed}" + (" --ddp" if DDP else ""), **provenance()}
     atomic_write_json(args.out, result)
     print(f"{kills} kills in {args.rounds} rounds: {identical}/{args.rounds} resumed "
           f"bit-identically, {leftovers} leftover temporary files; {args.out}")

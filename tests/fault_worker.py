@@ -69,8 +69,17 @@ def kill_mid_write(n: int) -> None:
 
 
 def main(out: str, mode: str) -> None:
+    """Under torchrun (WORLD_SIZE > 1) the run is distributed and rank 0 is the one killed;
+    torchrun then stops the other rank."""
     torch.set_num_threads(1)
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if distributed:
+        import torch.distributed as dist
+
+        dist.init_process_group("gloo")
+    rank = int(os.environ.get("RANK", "0"))
     kind, _, arg = mode.partition(":")
+    kind = kind if rank == 0 else "none"
     net, callbacks = model(), []
     if kind == "epoch":
         callbacks.append(KillAfterEpoch(int(arg)))
@@ -87,7 +96,11 @@ def main(out: str, mode: str) -> None:
         net.register_forward_pre_hook(count)
     result = train(net, problem(), config(), augment=Jitter(1), out_dir=out,
                    callbacks=callbacks, log=lambda s: None)
-    SAVE(result.model.state_dict(), os.path.join(out, "final.pt"))
+    if rank == 0:
+        SAVE(result.model.state_dict(), os.path.join(out, "final.pt"))
+    if distributed:
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":
