@@ -27,9 +27,11 @@ from pathlib import Path
 
 import torch
 
+# benchmarks/ is on the path when this file runs as a script: the same data and timing helpers
+from kd_epoch import _sync, load_data
+
 from kdistill.distill import methods
 from kdistill.distill.augment import Jitter
-from kdistill.distill.data import ArrayDataset, load_fashion_mnist
 from kdistill.distill.models import build_model, count_flops
 from kdistill.distill.resnet import resnet8x4_spec
 from kdistill.distill.trainer import TrainConfig, resolve_device, train
@@ -45,28 +47,12 @@ TEACHER = resnet8x4_spec(in_channels=1, num_classes=10, image_size=28)
 LAYER = "stage3"
 
 
-def load_data(n: int) -> tuple[ArrayDataset, str]:
-    try:
-        train_set = load_fashion_mnist().train
-        return train_set.subset(torch.arange(min(n, len(train_set)))), "fashion-mnist"
-    except FileNotFoundError:
-        g = torch.Generator().manual_seed(0)
-        x = torch.rand(n, 1, 28, 28, generator=g)
-        y = torch.randint(0, 10, (n,), generator=g)
-        return ArrayDataset(x, y, 10, name="synthetic"), "synthetic (fashion-mnist not installed)"
-
-
 def method_of(kind: str) -> methods.Method:
     if kind == "plain":
         return methods.get("ce")
     if kind.startswith("kd"):
         return methods.get("kd", temperature=4.0, hard_weight=0.5)
     return methods.get("fitnets", student_layer=LAYER, teacher_layer=LAYER)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def main() -> None:
