@@ -4,6 +4,13 @@ The trainer calls `augment(batch, generator)` on every training batch, with a ge
 by (seed, epoch), so the draws are the same on every rank and after a resume; the online
 teacher sees the augmented batch, the student's exact input. `Jitter` is the paper's pixel
 shift as one such function; any callable with the same signature works.
+
+Replayable augmentation (what a view cache, kdistill.distill.view_cache, needs): besides
+`__call__`, `draw(n, generator) -> params` gives one row of parameters per example and
+`apply(batch, params) -> batch` applies exactly those, example by example, so an example's
+augmented input can be recomputed from its stored row alone, in any batch. `Jitter` is
+replayable (its row is the (dy, dx) shift); `PerExample(augment)` makes any per-example
+augmentation replayable by giving each example its own generator seed.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["Augment", "Jitter", "jitter"]
+__all__ = ["Augment", "Jitter", "PerExample", "jitter", "is_replayable"]
 
 Augment = Callable[[Any, torch.Generator], Any]
 
@@ -35,8 +42,50 @@ class Jitter:
             return jitter(batch, self.max_shift, generator)
         return {**batch, self.key: jitter(batch[self.key], self.max_shift, generator)}
 
+    def draw(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """(n, 2) shifts (rows, columns): the same draw `__call__` makes for a batch of n."""
+        s = int(self.max_shift)
+        return torch.randint(-s, s + 1, (2, n), generator=generator).T.contiguous()
+
+    def apply(self, batch: Any, params: torch.Tensor) -> Any:
+        shifts = torch.as_tensor(params).T
+        if isinstance(batch, torch.Tensor):
+            return jitter(batch, self.max_shift, shifts=shifts)
+        return {**batch, self.key: jitter(batch[self.key], self.max_shift, shifts=shifts)}
+
     def describe(self) -> str:
         return f"jitter({self.max_shift})"
+
+
+@dataclass(frozen=True)
+class PerExample:
+    """Any augmentation of a tensor batch, made replayable one example at a time: `draw` gives
+    each example a seed, `apply` runs `augment` on each example alone with a generator seeded
+    by it. Exact for an augmentation that treats examples independently (not for a batch-level
+    one such as mixup); one call per example, so slower than a parametric `draw`/`apply`."""
+
+    augment: Augment
+
+    def __call__(self, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return self.apply(batch, self.draw(len(batch), generator))
+
+    def draw(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        return torch.randint(0, 2 ** 62, (n, 1), generator=generator)
+
+    def apply(self, batch: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        if not isinstance(batch, torch.Tensor):
+            raise ValueError(f"PerExample augments tensor batches, got {type(batch).__name__}")
+        if len(batch) == 0:
+            return batch
+        return torch.cat([self.augment(batch[i:i + 1], torch.Generator().manual_seed(int(s)))
+                          for i, s in enumerate(torch.as_tensor(params)[:, 0].tolist())])
+
+    def describe(self) -> str:
+        return f"per_example({describe_augment(self.augment)})"
+
+
+def is_replayable(augment: Any) -> bool:
+    return callable(getattr(augment, "draw", None)) and callable(getattr(augment, "apply", None))
 
 
 def jitter(

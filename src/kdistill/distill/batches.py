@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -19,7 +20,7 @@ __all__ = ["TrainBatch", "array_batches", "loader_batches", "probe_batch"]
 
 @dataclass
 class TrainBatch(Batch):
-    cached: torch.Tensor | None = None   # the teacher's cached logits for these examples
+    cached: Any = None                   # cached teacher logits (or Outputs, view_cache.py)
     n_global: int = 0                    # examples in the global batch (all ranks)
 
 

@@ -11,7 +11,6 @@ the cache with a DataLoader, its batches carry each example's `index`: `with_ind
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -23,10 +22,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, SequentialSampler
 
-from ..files import atomic_write, atomic_write_json, file_lock, sha256_file
+from ..files import file_lock
 from .adapters import LogitsKey, batch_length, call_model, logits_of, split_batch, to_device
+from .cache_files import check_npy, fingerprint_teacher, load_npy, publish, read_meta, write_npy
 from .data import ArrayDataset
-from .teachers import Teacher, fingerprint_module
+from .teachers import Teacher
 
 __all__ = ["CacheResult", "cached_teacher_logits", "with_index", "IndexedDataset",
            "fingerprint_data", "fingerprint_training_data"]
@@ -177,12 +177,7 @@ def cached_teacher_logits(
     `teacher_key` identifies a callable teacher that has no weights to hash.
     """
     cache_dir = Path(cache_dir)
-    if isinstance(teacher, nn.Module):
-        teacher_fp = fingerprint_module(teacher)
-    elif teacher_key:
-        teacher_fp = hashlib.sha256(teacher_key.encode()).hexdigest()
-    else:
-        raise ValueError("a callable teacher has no weights to fingerprint: pass teacher_key")
+    teacher_fp = fingerprint_teacher(teacher, teacher_key)
     data_fp, n = fingerprint_data(data)
     want = {"format": CACHE_FORMAT, "teacher": teacher_fp, "data": data_fp,
             "transform": transform, "n": n}
@@ -199,8 +194,7 @@ def _load_or_build(teacher, data, cache_dir: Path, want: dict, batch_size: int, 
     meta_path, array_path = cache_dir / "meta.json", cache_dir / "logits.npy"
     reason = _mismatch(meta_path, array_path, want)
     if reason is None:
-        arr = np.load(array_path, mmap_mode="c")
-        return CacheResult(torch.from_numpy(arr), array_path, False, "fingerprint matches")
+        return CacheResult(load_npy(array_path), array_path, False, "fingerprint matches")
 
     logits = _run_over(teacher, data, batch_size, device, progress, logits_key)
     if len(logits) != n:
@@ -209,47 +203,28 @@ def _load_or_build(teacher, data, cache_dir: Path, want: dict, batch_size: int, 
         bad = int((~torch.isfinite(logits)).any(dim=1).sum())
         raise ValueError(f"the teacher produced NaN or infinite logits on {bad} of {n} inputs")
     cache_dir.mkdir(parents=True, exist_ok=True)
-    # The array first, then the meta that vouches for it (with the array's checksum): a crash
-    # between the two leaves a meta that does not match, so the next run rebuilds.
-    if meta_path.exists():
-        meta_path.unlink()
-    atomic_write(array_path, lambda tmp: _save_npy(tmp, logits.numpy()))
-    atomic_write_json(meta_path, {**want, "shape": list(logits.shape),
-                                  "sha256": sha256_file(array_path)})
-    arr = np.load(array_path, mmap_mode="c")
-    return CacheResult(torch.from_numpy(arr), array_path, True, reason)
 
+    def write_arrays() -> dict:
+        entry = write_npy(array_path, logits.numpy(), np.float32)
+        return {"shape": entry["shape"], "sha256": entry["sha256"]}
 
-def _save_npy(tmp: str, arr: np.ndarray) -> None:
-    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=arr.shape)
-    out[:] = arr
-    out.flush()
-    del out
+    publish(meta_path, want, write_arrays)
+    return CacheResult(load_npy(array_path), array_path, True, reason)
 
 
 def _mismatch(meta_path: Path, array_path: Path, want: dict) -> str | None:
     """Why the cache cannot be used, or None if it can."""
     if not meta_path.is_file() or not array_path.is_file():
         return "no cache yet"
-    try:
-        have = json.loads(meta_path.read_bytes().decode("utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return "cache metadata unreadable"
-    if not isinstance(have, dict):
-        return "cache metadata is not a JSON object"
+    have = read_meta(meta_path)
+    if isinstance(have, str):
+        return have
     for key, what in (("format", "cache format changed"), ("teacher", "teacher weights changed"),
                       ("data", "data changed"), ("transform", "transform changed"),
                       ("n", "data size changed")):
         if have.get(key) != want[key]:
             return what
-    try:
-        if sha256_file(array_path) != have.get("sha256"):
-            return "cached logits do not match their checksum"
-        arr = np.load(array_path, mmap_mode="r")
-    except (OSError, ValueError):
-        return "cached logits unreadable"
-    if list(arr.shape) != have.get("shape") or arr.shape[0] != want["n"]:
+    reason = check_npy(array_path, have.get("sha256"), have.get("shape"), "logits")
+    if reason is None and have["shape"][:1] != [want["n"]]:
         return "cached logits have the wrong shape"
-    if not np.isfinite(arr).all():
-        return "cached logits hold NaN or infinite values"
-    return None
+    return reason

@@ -4,9 +4,9 @@ Read top to bottom: `TrainConfig` says how to optimize; `train` validates, build
 (`kdistill.methods`), attaches feature hooks for the layers it names, probes one batch
 (shapes, the method's trainable parts), resumes from the last checkpoint if there is one, and
 runs epochs. Each step: augment the batch, run the student (and the teacher online, or take its
-cached logits), ask the method for named loss terms, sum them, step. Each epoch ends with an
-evaluation, callbacks and an atomic checkpoint (student, method, optimizer, scheduler, every
-rank's RNG state, history).
+cached logits, or its cached outputs on a replayed view: view_cache.py), ask the method for
+named loss terms, sum them, step. Each epoch ends with an evaluation, callbacks and an atomic
+checkpoint (student, method, optimizer, scheduler, every rank's RNG state, history).
 
 Rank-aware: under `torchrun` the student is wrapped in DDP (gloo on CPU, NCCL on GPU); every
 rank draws the same per-epoch permutation and augmentation and takes its share of each global
@@ -55,6 +55,7 @@ from .methods import Method, Outputs
 from .optim import lr_factor, make_optimizer
 from .runtime import dist_info, gather_rng_states, resolve_device, restore_rng_states, unwrap
 from .teachers import Teacher
+from .view_cache import ViewCache, check_teacher_views
 
 __all__ = ["TrainConfig", "TrainResult", "TrainingDiverged", "train", "evaluate",
            "predict_logits", "resolve_device", "dist_info"]
@@ -142,6 +143,7 @@ def train(
     method: str | Method | None = None,
     teacher: Teacher | None = None,
     teacher_logits: torch.Tensor | None = None,
+    teacher_views: ViewCache | None = None,
     augment: Augment | None = None,
     val_data: ArrayDataset | Iterable | None = None,
     eval_sets: dict[str, ArrayDataset | Iterable] | None = None,
@@ -165,6 +167,10 @@ def train(
         and device are restored afterwards. teacher_logits: precomputed logits aligned with
         `train_data` (kdistill.cached_teacher_logits); with a DataLoader its batches must carry
         each example's `index`. Not with `augment`: cached logits cannot follow new inputs.
+    teacher_views: the teacher's logits and features on K augmented views of every example
+        (kdistill.distill.view_cache.cached_teacher_views); each epoch every example is seen
+        in one view, the student's input is that view's replayed augmentation, and feature
+        methods read the cached layers. Needs an ArrayDataset; no `augment` (the cache's own).
     augment: `augment(inputs, generator) -> inputs`, e.g. kdistill.distill.augment.Jitter(2).
     val_data: evaluated after every epoch as `val_*` (for choosing settings); eval_sets:
         more sets, each as `<name>_*` (e.g. {"test": ...}: reported, never used to choose).
@@ -185,8 +191,10 @@ def train(
     in_memory = isinstance(train_data, ArrayDataset)
     if teacher is not None and teacher_logits is not None:
         raise ValueError("pass either an online teacher or cached teacher_logits, not both")
-    distilling = teacher is not None or teacher_logits is not None
+    distilling = teacher is not None or teacher_logits is not None or teacher_views is not None
     method = methods_lib.build(method, distilling)
+    if teacher_views is not None:
+        check_teacher_views(teacher_views, method, train_data, teacher, teacher_logits, augment)
     check_inputs(method, train_data, teacher, teacher_logits, augment, distilling, in_memory)
     if teacher_logits is not None:
         teacher_logits = torch.as_tensor(teacher_logits)
@@ -198,7 +206,7 @@ def train(
             return _run(model, train_data, cfg, method, teacher, teacher_logits, augment,
                         val_data, eval_sets or {}, out_dir, resume, model_spec, extra or {},
                         logits_key, teacher_logits_key, callbacks, log, device, rank, world,
-                        in_memory, hooks, init_from, data_key)
+                        in_memory, hooks, init_from, data_key, teacher_views)
     finally:
         unfreeze(teacher, teacher_state)
 
@@ -206,12 +214,12 @@ def train(
 def _run(model, train_data, cfg, method, teacher, teacher_logits, augment, val_data, eval_sets,
          out_dir, resume, model_spec, extra, logits_key, teacher_logits_key, callbacks, log,
          device, rank, world, in_memory, hooks: ExitStack, init_from=None, data_key=None,
-         ) -> TrainResult:
+         views: ViewCache | None = None) -> TrainResult:
     torch.manual_seed(cfg.seed)
     model = model.to(device)
     s_hooks = hooks.enter_context(FeatureHooks(model, method.student_layers(), "student"))
     t_layers = method.teacher_layers()
-    if t_layers and teacher is None:
+    if t_layers and teacher is None and views is None:
         raise ValueError(f"{method.name} reads teacher layers {t_layers}, which cached logits "
                          "do not hold: pass the teacher itself (teacher=...)")
     t_hooks = (hooks.enter_context(FeatureHooks(teacher, t_layers, "teacher"))
@@ -221,13 +229,16 @@ def _run(model, train_data, cfg, method, teacher, teacher_logits, augment, val_d
         return Outputs(logits_of(call_model(model, inputs), logits_key), s_hooks.take())
 
     def teacher_out(inputs, cached) -> Outputs | None:
+        if isinstance(cached, Outputs):  # from the view cache
+            return cached
         if teacher is None:
             return None if cached is None else Outputs(cached)
         with torch.no_grad():
             out = call_model(teacher, inputs)
         return Outputs(logits_of(out, teacher_logits_key), t_hooks.take())
 
-    first = probe_batch(train_data, teacher_logits, device)
+    first = (probe_batch(train_data, teacher_logits, device) if views is None
+             else views.probe_batch(train_data, device))
     probe(model, method, first, student_out, teacher_out, train_data if in_memory else None)
     method.to(device)
     # Rank-dependent dropout and other model randomness; weights come from rank 0 via DDP.
@@ -246,6 +257,7 @@ def _run(model, train_data, cfg, method, teacher, teacher_logits, augment, val_d
                 "augment": describe_augment(augment),
                 "data": data_key or fingerprint_training_data(train_data),
                 "init_from": None if init_from is None else sha256_file(init_from),
+                "teacher_views": None if views is None else views.fingerprint,
                 **{f"extra.{k}": v for k, v in extra.items()}}
 
     ckpt_path = Path(out_dir) / "checkpoint.pt" if out_dir else None
@@ -278,7 +290,9 @@ def _run(model, train_data, cfg, method, teacher, teacher_logits, augment, val_d
     for epoch in range(start_epoch, cfg.epochs):
         model.train()
         method.train()
-        if in_memory:
+        if views is not None:
+            batches = views.batches(*arrays[:2], cfg.batch_size, cfg.seed, epoch, rank, world)
+        elif in_memory:
             batches = array_batches(*arrays, cfg.batch_size, augment, cfg.seed, epoch, rank,
                                     world)
         else:
