@@ -18,7 +18,16 @@ at the epoch of best validation accuracy (the test set never chooses anything).
 
 CPU tier: resnet8 learns from a fixed stratified `subset` of the training images, the MLP from
 all of them; `full` trains every cell on all images (for a GPU, where the trainer uses CUDA,
-bf16 autocast, and the CNNs run channels_last).
+bf16 autocast, and the CNNs run channels_last; benchmarks/gpu/league.sh runs the full table).
+
+Cost, measured for one epoch through train() on Fashion-MNIST, one thread of a 2-core machine
+shared with other jobs (indicative): the WRN-16-2 teacher 446 s (55,000 images, jitter, with
+its evaluation); resnet8 on the 10,000-image subset 27 s plain or with cached logits, 45 s with
+the teacher online (feature methods); the MLP on 55,000 images 5 s plain, 9 s with cached
+logits, about 260 s with the teacher online and 672 s for RKD (its angle term on 800-d
+features). The default CPU table (30 teacher epochs, 20 student epochs, 3 seeds) extrapolates
+to about 41 hours on one thread, 30 of them the MLP's feature cells, which run the teacher on
+every batch.
 """
 
 from __future__ import annotations
