@@ -65,6 +65,12 @@ EXPERIMENTS: dict[str, Experiment] = {
         "ensemble selection, MUNGE and mimic nets on UCI problems (Bucila et al. 2006)",
         "A model library, ensemble selection, MUNGE pseudo-data and a mimic network per "
         "problem."),
+    "league": Experiment(
+        "kdistill.experiments.league", "LeagueConfig",
+        "every distillation method into two students, several seeds (the league table)",
+        "One wide-ResNet teacher; every registry method into resnet8 and the 800-800 MLP on "
+        "one schedule, the plain student beside them; each student x method x seed a resumable "
+        "cell (--cells for parallel processes, --assemble-only for the report)."),
 }
 
 # Help for the settings every data-set experiment shares, so each config need not repeat it.

@@ -102,11 +102,12 @@ def fit_run(name: str, spec: dict, data: ArrayDataset, test_data: ArrayDataset |
             val_data: ArrayDataset | None = None,
             eval_extra: dict[str, ArrayDataset] | None = None, resume: bool = True,
             extra: dict | None = None, log: Callable[[str], None] = _log.info,
-            ) -> tuple[nn.Module, dict]:
+            method: Method | None = None) -> tuple[nn.Module, dict]:
     """Train one run (resuming its checkpoint) and return (model, row).
 
     The model is built from `spec` with torch seed `init_seed`, unless `model` is given (e.g. a
-    specialist initialized from a generalist; its origin then belongs in `extra`). `test_data`
+    specialist initialized from a generalist; its origin then belongs in `extra`). `method`
+    replaces the recipe's (kd / logit_matching / ce) with any registry method. `test_data`
     is reported as `test_*`; `val_data`, the set settings are chosen on, as `val_*`. The row
     has the last epoch's metrics, `parameters`, `train_seconds` (summed over epochs, so it
     stays right across resumed invocations) and per-epoch curves.
@@ -125,7 +126,7 @@ def fit_run(name: str, spec: dict, data: ArrayDataset, test_data: ArrayDataset |
     if test_data is not None:
         sets = {"test": test_data, **sets}
     distilling = teacher is not None or teacher_logits is not None
-    result = train(model, data, recipe.config, method=recipe.method(distilling),
+    result = train(model, data, recipe.config, method=method or recipe.method(distilling),
                    teacher=teacher, teacher_logits=teacher_logits, augment=recipe.augment(),
                    val_data=val_data, eval_sets=sets, out_dir=out / "runs" / name,
                    resume=resume, model_spec=spec, extra=ident,

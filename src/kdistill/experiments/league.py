@@ -1,0 +1,295 @@
+"""The league table (issue #12): every distillation method of the registry into two students,
+from one CNN teacher, on one fixed schedule and several seeds, against the plain student on
+labels alone.
+
+Protocol. One wide ResNet teacher trains on the training images minus a validation split
+(SGD with momentum 0.9, cosine, weight decay 5e-4, images shifted by up to 2 pixels). Two
+students: resnet8 (depth 8, widths 16-32-64, about a tenth of WRN-16-2's multiply-adds) and the
+paper's 784-800-800-10 MLP (cross-architecture). Each student, method and seed is one *cell*:
+its own resumable run under `<out>/runs/<student>-<transfer>-e<epochs>/<method>/seed<k>`, so
+cells can train in parallel processes into one folder (`cells`: a shard "i/n" or patterns
+"student:method:seed") and `assemble_only` builds the report from the finished ones. Every cell
+has the same schedule (the students' SGD recipe, `epochs`, no augmentation) and each method the
+registry's defaults, the papers' settings; only what a cross-architecture pair forces is set
+(layers, CRD's bank size). Methods that read only logits take the teacher's cached logits;
+methods that read features run the teacher online. Every epoch is evaluated on the validation
+split and the test set: the table gives the last epoch's test accuracy and the test accuracy
+at the epoch of best validation accuracy (the test set never chooses anything).
+
+CPU tier: resnet8 learns from a fixed stratified `subset` of the training images, the MLP from
+all of them; `full` trains every cell on all images (for a GPU, where the trainer uses CUDA,
+bf16 autocast, and the CNNs run channels_last; benchmarks/gpu/league.sh runs the full table).
+
+Cost, measured for one epoch through train() on Fashion-MNIST, one thread of a 2-core machine
+shared with other jobs (indicative): the WRN-16-2 teacher 446 s (55,000 images, jitter, with
+its evaluation); resnet8 on the 10,000-image subset 27 s plain or with cached logits, 45 s with
+the teacher online (feature methods); the MLP on 55,000 images 5 s plain, 9 s with cached
+logits, about 260 s with the teacher online and 672 s for RKD (its angle term on 800-d
+features). The default CPU table (30 teacher epochs, 20 student epochs, 3 seeds) extrapolates
+to about 41 hours on one thread, 30 of them the MLP's feature cells, which run the teacher on
+every batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..distill import methods
+from ..distill.cache import cached_teacher_logits
+from ..distill.data import load_dataset
+from ..distill.models import build_model, count_flops, count_parameters
+from ..distill.trainer import resolve_device
+from ..reporting import provenance
+from . import setting
+from .common import build_config, fit_run, jsonable, split_validation, write_reports
+from .league_plan import (
+    METHODS,
+    SKIPPED,
+    STUDENTS,
+    Plan,
+    cell_row,
+    method_for,
+    parse_cells,
+    select_cells,
+)
+from .league_report import aggregate, plot, render_markdown
+
+__all__ = ["LeagueConfig", "config_from", "run", "summary"]
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass
+class LeagueConfig:
+    dataset: str = "fashion-mnist"
+    data_dir: str | None = None
+    download: bool = False
+    out: str = "runs/league"
+    teacher_depth: int = setting(16, "depth of the wide-ResNet teacher (6n + 4)")
+    teacher_width: int = setting(2, "widen factor of the wide-ResNet teacher")
+    teacher_epochs: int = setting(30, "epochs of the teacher")
+    teacher_lr: float = setting(0.1, "SGD learning rate of the teacher (peak of the cosine)")
+    teacher_jitter: int = setting(2, "pixels of random shift of the teacher's training images")
+    students: tuple[str, ...] = setting(
+        STUDENTS, "students: resnet8 (depth 8, widths 16-32-64), mlp800 (784-800-800-10)",
+        choices=STUDENTS)
+    methods: tuple[str, ...] = setting(
+        METHODS, "methods, each into every student (the plain student on labels alone is "
+                 "always trained)")
+    seeds: int = setting(3, "seeds of every cell (the students' initialization and batch "
+                            "order; the teacher is one)")
+    epochs: int = setting(20, "epochs of every student cell (one schedule for all)")
+    subset: int | None = setting(
+        10000, "images of a fixed stratified subset of the training set that resnet8 learns "
+               "from (0: all; the MLP always learns from all)", none_if=0)
+    full: bool = setting(False, "every student learns from all training images (for a GPU)")
+    cells: str = setting(
+        "", "train only these cells, then stop (the report is --assemble-only's): 'teacher', "
+            "a shard 'i/n', or comma-separated 'student:method:seed' patterns with * "
+            "(method 'plain' is the student on labels alone)")
+    assemble_only: bool = setting(
+        False, "build the report from the finished cells under --out, training nothing")
+    validation_size: int = 5000
+    batch_size: int = 128
+    lr: float = setting(0.05, "SGD learning rate of the students (peak of the cosine)")
+    optimizer: str = "sgd"
+    weight_decay: float = setting(5e-4, "weight decay of every run")
+    seed: int = 0
+    device: str = "auto"
+    progress: bool = True
+    fresh: bool = False
+    report_dir: str | None = None
+
+    def validate(self) -> None:
+        for name in ("teacher_epochs", "seeds", "epochs", "batch_size", "validation_size"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+        if self.teacher_jitter < 0:
+            raise ValueError(f"teacher_jitter must be >= 0, got {self.teacher_jitter}")
+        if self.subset is not None and self.subset < 2:
+            raise ValueError(f"subset must be >= 2 images (0: all), got {self.subset}")
+        if not self.students or any(s not in STUDENTS for s in self.students):
+            raise ValueError(f"students must be among {list(STUDENTS)}, got "
+                             f"{list(self.students)}")
+        known = [m for m in methods.available() if m != "ce"]
+        for m in self.methods:
+            if m not in known:
+                raise ValueError(f"unknown method {m!r}; known: {', '.join(known)}")
+        if len(set(self.methods)) != len(self.methods) or len(set(self.students)) != len(
+                self.students):
+            raise ValueError("name each method and student once")
+        if self.assemble_only and self.cells:
+            raise ValueError("assemble_only reads every finished cell: drop cells")
+        if self.fresh and self.cells:
+            raise ValueError("fresh with cells would retrain shared runs: clear --out instead")
+        parse_cells(self.cells)
+        if not 0 <= self.weight_decay < 1:
+            raise ValueError(f"weight_decay must lie in [0, 1), got {self.weight_decay}")
+
+
+def config_from(dataset: str, **overrides) -> LeagueConfig:
+    """Class defaults, then the data set's, then yours."""
+    defaults = {"digits": {"batch_size": 64, "validation_size": 270, "subset": None}}
+    return build_config(LeagueConfig, dataset, defaults.get(dataset, {}), overrides, "league")
+
+
+def _train_teacher(plan: Plan, cfg: LeagueConfig, log) -> nn.Module:
+    model, _ = fit_run(plan.teacher_name, plan.teacher_spec, plan.fit, plan.test,
+                       plan.teacher_recipe(), plan.out, val_data=plan.val,
+                       model=plan.build(plan.teacher_spec, cfg.seed * 7919 + 1),
+                       resume=not cfg.fresh, log=log)
+    return model.eval()
+
+
+def _train_cell(plan: Plan, cell, teacher: nn.Module, logits: Callable, log) -> None:
+    student, name, seed = cell
+    transfer = plan.transfer[student]
+    method = method_for(name, student, len(transfer))
+    online = bool(method.student_layers() or method.teacher_layers())
+    cached = None if online or name == "plain" else logits(student)
+    fit_run(plan.run_name(cell), plan.specs[student], transfer, plan.test,
+            plan.student_recipe(seed), plan.out, teacher_logits=cached,
+            teacher=teacher if online else None,
+            model=plan.build(plan.specs[student], seed * 7919 + 2), val_data=plan.val,
+            resume=not plan.cfg.fresh, log=log, method=method)
+    # TODO(after the view-cache merge): with train(..., teacher_views=...) from
+    # kdistill/distill/view_cache.py the online cells (features) and jittered students could
+    # reuse stored teacher outputs instead of running the teacher on every batch.
+
+
+def run(cfg: LeagueConfig, log: Callable[[str], None] = _log.info) -> dict:
+    cfg.validate()
+    t_start = time.perf_counter()
+    splits = load_dataset(cfg.dataset, cfg.data_dir, cfg.download)
+    if splits.train.x.dim() != 4:
+        raise ValueError(f"{cfg.dataset}: the league's CNNs need images (N, C, H, W), got "
+                         f"inputs of shape {list(splits.train.x.shape)}")
+    fit, val = split_validation(splits.train, cfg.validation_size, cfg.seed + 12345)
+    device = resolve_device(cfg.device)
+    plan = Plan(cfg, fit, val, splits.test, splits.source, Path(cfg.out), device.type == "cuda")
+    plan.out.mkdir(parents=True, exist_ok=True)
+    if not cfg.assemble_only:
+        teacher_ckpt = plan.out / "runs" / plan.teacher_name / "checkpoint.pt"
+        if parse_cells(cfg.cells)[0] in ("shard", "patterns") and cell_row(
+                teacher_ckpt, plan.teacher_recipe(), None) is None:
+            raise ValueError(f"the teacher is not trained under {plan.out}: run --cells "
+                             "teacher first (parallel cells would all train it)")
+        teacher = _train_teacher(plan, cfg, log)
+        cache: dict[str, torch.Tensor] = {}
+
+        def logits(student: str) -> torch.Tensor:
+            if student not in cache:
+                tag = plan.folder[student].rsplit("-e", 1)[0]
+                cache[student] = torch.as_tensor(cached_teacher_logits(
+                    teacher, plan.transfer[student].x,
+                    plan.out / "cache" / f"{plan.teacher_name}-{tag}", device=device,
+                    batch_size=1024).logits)
+            return cache[student]
+
+        selected = select_cells(plan.cells, cfg.cells)
+        if cfg.cells == "teacher":
+            for s in cfg.students:   # built once here, so parallel cells only read them
+                logits(s)
+        for i, cell in enumerate(selected, 1):
+            log(f"cell {i}/{len(selected)}: {':'.join(map(str, cell))}")
+            _train_cell(plan, cell, teacher, logits, log)
+        if cfg.cells:
+            return {"experiment": "league", "cells_trained": [":".join(map(str, c))
+                                                              for c in selected],
+                    "wall_seconds": round(time.perf_counter() - t_start, 1)}
+    results = _assemble(plan, cfg)
+    results["wall_seconds"] = round(time.perf_counter() - t_start, 1)
+    write_reports(results, cfg, render_markdown, plot)
+    return results
+
+
+def _assemble(plan: Plan, cfg: LeagueConfig) -> dict:
+    teacher_row = cell_row(plan.out / "runs" / plan.teacher_name / "checkpoint.pt",
+                           plan.teacher_recipe(), None)
+    if teacher_row is None:
+        raise ValueError(f"no finished teacher under {plan.out / 'runs' / plan.teacher_name}: "
+                         "train it first (without --assemble-only)")
+    shape = plan.fit.input_shape
+    t_flops = count_flops(build_model(plan.teacher_spec), shape)
+    rows: dict[str, dict[str, dict[int, dict]]] = {s: {} for s in cfg.students}
+    missing = []
+    for cell in plan.cells:
+        s, m, seed = cell
+        row = cell_row(plan.out / "runs" / plan.run_name(cell) / "checkpoint.pt",
+                       plan.student_recipe(seed), method_for(m, s, len(plan.transfer[s])))
+        if row is None:
+            missing.append(":".join(map(str, cell)))
+        else:
+            rows[s].setdefault(m, {})[seed] = row
+    students = {}
+    for s in cfg.students:
+        model = build_model(plan.specs[s])
+        flops = count_flops(model, shape)
+        outputs = {}
+        for m in cfg.methods:
+            if m in SKIPPED.get(s, {}):
+                continue
+            method = method_for(m, s, len(plan.transfer[s]))
+            how = "online" if method.teacher_layers() else "cached logits"
+            outputs[m] = {"teacher_outputs": how, "parameters": method.describe()}
+        students[s] = {"spec": plan.specs[s], "flops": flops,
+                       "flops_vs_teacher": flops / t_flops,
+                       "parameters": count_parameters(model),
+                       "transfer_size": len(plan.transfer[s]),
+                       "skipped": {m: r for m, r in SKIPPED.get(s, {}).items()
+                                   if m in cfg.methods},
+                       **aggregate(rows[s], teacher_row["test_accuracy"], list(cfg.methods),
+                                   outputs)}
+    compute = teacher_row["train_seconds"] + sum(
+        r["train_seconds"] for per in rows.values() for seeds in per.values()
+        for r in seeds.values())
+    return {
+        "experiment": "league", "dataset": cfg.dataset, "data_source": plan.source,
+        "train_size": len(plan.fit), "validation_size": len(plan.val),
+        "test_size": len(plan.test),
+        "teacher": {"name": f"WRN-{cfg.teacher_depth}-{cfg.teacher_width}",
+                    "spec": plan.teacher_spec, "accuracy": teacher_row["test_accuracy"],
+                    "val_accuracy": teacher_row["val_accuracy"], "flops": t_flops,
+                    "parameters": count_parameters(build_model(plan.teacher_spec)),
+                    "epochs": cfg.teacher_epochs, "jitter": cfg.teacher_jitter,
+                    "train_seconds": teacher_row["train_seconds"],
+                    "test_accuracy_curve": teacher_row["test_accuracy_curve"]},
+        "seeds": plan.seeds,
+        "schedule": {**plan.student_recipe(cfg.seed).config.to_dict(),
+                     "augmentation": None},
+        "students": students,
+        "missing_cells": missing,
+        "reported_epoch": "last, and the epoch of best validation accuracy",
+        "config": jsonable(dataclasses.asdict(cfg)),
+        "compute_seconds": round(compute, 1),
+        **provenance(),
+    }
+
+
+def summary(r: dict, cfg: LeagueConfig) -> list[str]:
+    """The lines `kdistill reproduce league` prints at the end."""
+    if "cells_trained" in r:
+        return [f"trained {len(r['cells_trained'])} cell(s) in {r['wall_seconds']:.0f} s; "
+                f"build the report with --assemble-only --out {cfg.out}"]
+    lines = [f"teacher {r['teacher']['name']}: {100 * r['teacher']['accuracy']:.2f}%"]
+    for s, st in r["students"].items():
+        best = max(st["methods"].items(), key=lambda kv: kv[1]["accuracy_mean"],
+                   default=(None, None))
+        plain = st["plain"]["accuracy_mean"]
+        lines.append(f"{s}: plain {'n/a' if plain is None else f'{100 * plain:.2f}%'}"
+                     + (f", best {best[0]} {100 * best[1]['accuracy_mean']:.2f}%"
+                        if best[0] else ""))
+    if r["missing_cells"]:
+        lines.append(f"{len(r['missing_cells'])} cell(s) not finished yet")
+    lines.append(f"report: {Path(cfg.out) / 'results.md'} (+ .json, .png); wall time "
+                 f"{r['wall_seconds']:.0f} s")
+    return lines
