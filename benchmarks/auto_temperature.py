@@ -157,6 +157,9 @@ def summarize(pair: str, seeds_rows: dict) -> dict:
         "grid_best_choice": {"temperature": best["temperature"],
                              "hard_weight": best["hard_weight"]},
         "cost_over_one_run": max(costs) if costs else None,
+        "train_seconds": round(sum(sum(r["train_seconds"] for r in s["grid"])
+                                   + (s["auto"]["seconds"] if s["auto"] else 0)
+                                   for s in per_seed), 1),
         "grid_table": table, "per_seed": per_seed,
     }
 
@@ -202,8 +205,9 @@ def main(argv=None) -> int:
             rows.setdefault(pair, {})[seed] = (grid, auto)
     if a.phase != "all":
         return 0
+    pairs = [summarize(pair, rows[pair]) for pair in a.pairs]
     results = {
-        "pairs": [summarize(pair, rows[pair]) for pair in a.pairs],
+        "pairs": pairs,
         "settings": {"temperatures": TEMPERATURES, "hard_weights": HARD_WEIGHTS,
                      "soft_weight": 1.0, "budget": a.budget, "seeds": a.seeds,
                      "epochs": {k: {"student": v[0], "teacher": v[1]} for k, v in EPOCHS.items()},
@@ -212,6 +216,7 @@ def main(argv=None) -> int:
                      "teacher": "MLP 1200-1200 trained on the labels (method ce), seed 0",
                      "teacher_test_accuracy": {k: v[3] for k, v in loaded.items()}},
         "wall_seconds_this_invocation": round(time.perf_counter() - t_start, 1),
+        "train_seconds_all_pairs": round(sum(p["train_seconds"] for p in pairs), 1),
         **provenance(),
     }
     atomic_write_json(Path(a.json), results)
