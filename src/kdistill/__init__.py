@@ -36,7 +36,7 @@ _EXPORTS = {
     "cached_teacher_logits": "distill.cache", "run_teacher": "distill.teachers",
     "TrainConfig": "distill.trainer", "TrainingDiverged": "distill.trainer",
     "evaluate": "distill.trainer", "train": "distill.trainer",
-    "methods": "distill.methods",
+    "methods": "distill.methods", "auto_distill": "distill.auto",
 }
 
 __all__ = [
@@ -45,6 +45,7 @@ __all__ = [
     "SmallCNN",
     "TrainConfig",
     "TrainingDiverged",
+    "auto_distill",
     "build_model",
     "cached_teacher_logits",
     "distillation_loss",

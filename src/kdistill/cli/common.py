@@ -213,13 +213,14 @@ def distributed(device: str) -> Iterator[int]:
             dist.destroy_process_group()
 
 
-def finish(result, out: Path, spec: dict, test) -> None:
-    """metrics.json and the closing line; call it on rank 0 alone."""
+def finish(result, out: Path, spec: dict, test, extra: dict | None = None) -> None:
+    """metrics.json (with `extra` on top) and the closing line; call it on rank 0 alone."""
     from ..files import atomic_write_json
     from ..reporting import provenance
 
     summary = {"final": result.final, "history": result.history, "model_spec": spec,
-               "test_size": len(test), "seconds": round(result.seconds, 1), **provenance()}
+               "test_size": len(test), "seconds": round(result.seconds, 1), **(extra or {}),
+               **provenance()}
     atomic_write_json(out / "metrics.json", summary)
     f = result.final
     print(f"done: test errors {f.get('test_errors')} of {len(test)} "

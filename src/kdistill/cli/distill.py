@@ -59,6 +59,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="teacher-logit cache folder (default: <out>/teacher-cache); unused with "
                         "--jitter or a method that reads teacher layers, where the teacher runs "
                         "online")
+    g.add_argument("--auto", action="store_true",
+                   help="choose kd's temperature and hard weight automatically: a budgeted "
+                        "search over T in {1,2,4,8,20} x hard weight in {0,0.1,0.5} on a "
+                        "validation split of the training data (kdistill.distill.auto), then "
+                        "the final run with the choice; the choice goes into metrics.json")
+    g.add_argument("--auto-budget", type=float, default=3.0,
+                   help="with --auto: the search's cost at most this many times one run "
+                        "(examples x epochs; the final run comes on top; default %(default)s)")
+    g.add_argument("--auto-val-size", type=float, default=0.2,
+                   help="with --auto: the validation fraction of the training data "
+                        "(default %(default)s)")
     return d
 
 
@@ -102,9 +113,30 @@ def build_method(a: argparse.Namespace):
     return methods.get(a.method, **params)
 
 
+def check_auto(a: argparse.Namespace) -> None:
+    """--auto chooses kd's temperature and hard weight itself: no flags that set them, one
+    process."""
+    import os
+
+    given = [f for f, v in (("--temperature", a.temperature), ("--hard-weight", a.hard_weight),
+                            ("--soft-weight", a.soft_weight)) if v is not None]
+    if a.method != "kd" or given or a.method_arg:
+        raise ValueError("--auto chooses kd's temperature and hard weight: drop "
+                         + (", ".join(given + ["--method-arg"] * bool(a.method_arg))
+                            or f"--method {a.method}"))
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+        raise ValueError("--auto runs in one process, not under torchrun")
+    if a.resume_from is not None:
+        raise ValueError("--auto trains every candidate from scratch: drop --resume-from")
+    if not 0 < a.auto_val_size < 1:
+        raise ValueError(f"--auto-val-size must lie in (0, 1), got {a.auto_val_size}")
+
+
 def run(a: argparse.Namespace) -> int:
     cfg = train_config(a)
     augment = augment_from(a)
+    if a.auto:
+        check_auto(a)
     method = build_method(a)  # every flag checked before the data or the teacher is loaded
 
     from ..distill.data import load_dataset
@@ -132,6 +164,8 @@ def run(a: argparse.Namespace) -> int:
                              / fingerprint_module(teacher)[:16])
             kwargs["teacher_logits"] = _cached_logits(teacher, splits.train.x, cache_dir,
                                                       device, not a.no_progress)
+        if a.auto:
+            return _run_auto(a, spec, splits, cfg, augment, out, kwargs)
         result = train(student, splits.train, cfg, method=method, augment=augment,
                        eval_sets={"test": splits.test}, out_dir=out, resume=not a.no_resume,
                        init_from=a.resume_from, model_spec=spec,
@@ -139,6 +173,24 @@ def run(a: argparse.Namespace) -> int:
                        **kwargs)
         if rank == 0:
             finish(result, out, spec, splits.test)
+    return 0
+
+
+def _run_auto(a, spec: dict, splits, cfg, augment, out: Path, teacher_kwargs: dict) -> int:
+    """The search under <out>/auto/ (resumable), the final run in <out> itself."""
+    from ..distill.auto import auto_distill
+    from .common import build
+
+    res = auto_distill(lambda: build(spec, a.seed), splits.train, cfg, augment=augment,
+                       val_size=a.auto_val_size, budget=a.auto_budget, seed=a.seed,
+                       eval_sets={"test": splits.test}, out_dir=out / "auto",
+                       final_dir=out, resume=not a.no_resume, log=log.info,
+                       **teacher_kwargs)
+    c = res.choice
+    print(f"auto: chose temperature {c.temperature:g}, hard weight {c.hard_weight:g}, soft "
+          f"weight {c.soft_weight:g} ({res.reason}); search cost "
+          f"{res.search_cost / res.one_run_cost:.2f} x one run")
+    finish(res.final, out, spec, splits.test, extra={"auto": res.record()})
     return 0
 
 
