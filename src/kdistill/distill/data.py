@@ -8,7 +8,6 @@ per-sample Python on the training path.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import os
 import shutil
 import struct
@@ -19,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from ..files import sha256_file
 
 __all__ = [
     "ArrayDataset",
@@ -253,13 +254,6 @@ def data_home() -> Path:
     return Path(os.environ.get("KDISTILL_DATA", Path.home() / ".cache" / "kdistill"))
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
 
 def download_idx(name: str, folder: Path) -> Path:
     """Download a data set's four files into `folder`, each checked against its SHA-256."""
@@ -267,14 +261,14 @@ def download_idx(name: str, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for fname, digest in files.items():
         target = folder / fname
-        if target.is_file() and _sha256(target) == digest:
+        if target.is_file() and sha256_file(target) == digest:
             continue
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=fname + ".")
         os.close(fd)
         try:
             with urllib.request.urlopen(base + fname, timeout=60) as resp, open(tmp, "wb") as out:
                 shutil.copyfileobj(resp, out)
-            got = _sha256(Path(tmp))
+            got = sha256_file(Path(tmp))
             if got != digest:
                 raise ValueError(f"{base + fname}: SHA-256 mismatch (got {got}, want {digest})")
             os.replace(tmp, target)

@@ -16,7 +16,6 @@ onnx, onnxruntime, onnxscript and safetensors are the optional extra `kdistill[e
 from __future__ import annotations
 
 import copy
-import hashlib
 import importlib.util
 import json
 import logging
@@ -30,7 +29,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..files import atomic_write, atomic_write_json
+from ..files import atomic_write, atomic_write_json, sha256_file
 from .checkpoint import CheckpointError
 from .models import build_model
 
@@ -54,13 +53,6 @@ def spec_path(path: str | os.PathLike) -> Path:
     """The JSON spec that travels with a safetensors file: `model.safetensors.json`."""
     return Path(f"{os.fspath(path)}.json")
 
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _layout(state: dict[str, torch.Tensor]) -> dict[str, dict]:
@@ -110,7 +102,7 @@ def export_safetensors(model: nn.Module, spec: dict, path: str | os.PathLike) ->
 
     meta = {"format": FORMAT, "format_version": _FORMAT_VERSION, "kdistill_version": __version__,
             "torch_version": torch.__version__, "model_spec": portable,
-            "weights": path.name, "sha256": _sha256(path), "tensors": got, "aliases": aliases}
+            "weights": path.name, "sha256": sha256_file(path), "tensors": got, "aliases": aliases}
     return atomic_write_json(spec_path(path), meta)
 
 
@@ -132,7 +124,7 @@ def load_safetensors(path: str | os.PathLike, device: str | torch.device = "cpu"
         raise CheckpointError(f"{meta_path} is not readable JSON ({exc})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{meta_path} is not a kdistill safetensors spec")
-    digest = _sha256(path)
+    digest = sha256_file(path)
     if digest != meta.get("sha256"):
         raise CheckpointError(f"{path} does not match its spec: sha256 {digest[:12]}... != "
                               f"{str(meta.get('sha256'))[:12]}... (changed or damaged)")
