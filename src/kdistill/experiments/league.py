@@ -161,9 +161,9 @@ def _train_cell(plan: Plan, cell, teacher: nn.Module, logits: Callable, log) -> 
             teacher=teacher if online else None,
             model=plan.build(plan.specs[student], seed * 7919 + 2), val_data=plan.val,
             resume=not plan.cfg.fresh, log=log, method=method)
-    # TODO(after the view-cache merge): with train(..., teacher_views=...) from
-    # kdistill/distill/view_cache.py the online cells (features) and jittered students could
-    # reuse stored teacher outputs instead of running the teacher on every batch.
+    # Online cells run the teacher on every batch; train(..., teacher_views=...) (the view
+    # cache, distill/view_cache.py) would replay stored teacher outputs instead -- the next
+    # step for the CPU tier (issue 12), not wired in yet.
 
 
 def run(cfg: LeagueConfig, log: Callable[[str], None] = _log.info) -> dict:
