@@ -74,3 +74,44 @@ def test_ensemble_teacher_run(tmp_path):
     assert (tmp_path / "runs" / "teacher-dropout-m1" / "checkpoint.pt").exists()
     assert (tmp_path / "runs" / "distilled-8-T20-dropout-ens2" / "checkpoint.pt").exists()
     assert "ensemble of 2" in (tmp_path / "results.md").read_text()
+
+
+def test_seeds_and_validation_choices(tmp_path):
+    """Three seeds with the schedule and headline T chosen on validation: each cell's mean and
+    sd are those of its per-seed runs, the paired difference and the gap recovered are
+    computed seed by seed, and nothing is chosen on the test set."""
+    import numpy as np
+
+    cfg = hm.config_from("digits", out=str(tmp_path), teacher_recipe="dropout",
+                         teacher_epochs=2, student_hidden=8, sweep_hidden=(8,),
+                         sweep_temperatures=(1.0, 4.0), temperature=4.0, seeds=(0, 1, 2),
+                         choose_on_validation=True, student_epochs_choices=(1, 2),
+                         progress=False)
+    r = hm.run(cfg, log=lambda s: None)
+    assert r["seeds"] == [0, 1, 2] and r["train_size"] == 1347 - 270
+    sel = r["schedule_selection"]
+    assert r["student_epochs"] == min(sel, key=lambda e: (sel[e]["validation_errors"], e))
+    sw = r["sweep"]
+    val = sw["val_errors"][0]
+    assert r["temperature"] == sw["temperatures"][int(np.argmin(val))]
+    col = sw["temperatures"].index(r["temperature"])
+    d, s = sw["errors_per_seed"][0][col], sw["hard_label_errors_per_seed"][0]
+    assert r["distilled_errors_per_seed"] == d and r["student_errors_per_seed"] == s
+    assert r["distilled_errors_mean"] == pytest.approx(np.mean(d))
+    assert r["distilled_errors_sd"] == pytest.approx(np.std(d, ddof=1))
+    diff = np.subtract(d, s)
+    half = 4.303 * np.std(diff, ddof=1) / np.sqrt(3)
+    assert r["distilled_minus_student"]["interval"] == pytest.approx(
+        [diff.mean() - half, diff.mean() + half])
+    gaps = [(a - b) / (a - r["teacher_errors"]) if a > r["teacher_errors"] else None
+            for a, b in zip(s, d)]
+    if None not in gaps:
+        assert r["gap_recovered_mean"] == pytest.approx(np.mean(gaps))
+    # best-on-validation: each run's test errors at its lowest-validation epoch
+    row = r["distilled"]
+    i = int(np.argmin(row["val_curve"]))
+    assert r["distilled_errors_best_val_per_seed"][0] == row["curve"][i]
+    for seed in (1, 2):
+        assert (tmp_path / "runs" / f"val-student-8-e{r['student_epochs']}-s{seed}").is_dir()
+    md = (tmp_path / "results.md").read_text()
+    assert "±" in md and "best on validation" in md and "chosen on validation" in md

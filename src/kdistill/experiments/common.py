@@ -135,6 +135,8 @@ def fit_run(name: str, spec: dict, data: ArrayDataset, test_data: ArrayDataset |
     row["parameters"] = count_parameters(result.model)
     row["train_seconds"] = round(sum(r["seconds"] for r in result.history), 1)
     row["curve"] = [r.get("test_errors") for r in result.history]
+    if val_data is not None:
+        row["val_curve"] = [r.get("val_errors") for r in result.history]
     for prefix in ("test", "val", *(eval_extra or {})):
         key = f"{prefix}_accuracy"
         if key in result.history[-1]:

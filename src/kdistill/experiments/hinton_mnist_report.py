@@ -12,8 +12,14 @@ __all__ = ["render_markdown", "plot_sweep"]
 
 
 def _teacher_label(r: dict) -> str:
-    arch = "-".join(map(str, r["teacher_model"]["hidden"]))
-    label = f"{r['teacher_recipe']}: {arch}, dropout, max-norm, jitter {r['teacher_jitter']}"
+    spec = r["teacher_model"]
+    if spec["name"] == "cnn":
+        label = (f"{r['teacher_recipe']}: conv {'-'.join(map(str, spec['channels']))}, dense "
+                 f"{spec['hidden']}, dropout {spec['dropout']}")
+    else:
+        label = (f"{r['teacher_recipe']}: {'-'.join(map(str, spec['hidden']))}, dropout, "
+                 "max-norm")
+    label += f", jitter {r['teacher_jitter']}"
     members = r.get("teacher_members", 1)
     if members > 1:
         label = (f"ensemble of {members} x [{label}], mean of probabilities; members' errors "
@@ -21,42 +27,81 @@ def _teacher_label(r: dict) -> str:
     return label
 
 
+def _pm(mean: float | None, sd: float | None, digits: int = 1) -> str:
+    if mean is None:
+        return ""
+    return f"{mean:.{digits}f}" + ("" if sd is None else f" ± {sd:.{digits}f}")
+
+
+def _ci(p: dict | None, scale: float = 1.0, digits: int = 1) -> str:
+    if p is None:
+        return ""
+    text = f"{scale * p['mean']:+.{digits}f}"
+    if p["interval"] is not None:
+        lo, hi = (scale * v for v in p["interval"])
+        text += f" [{lo:+.{digits}f}, {hi:+.{digits}f}]"
+    return text
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
 def render_markdown(r: dict, png_name: str) -> str:
-    n = r["test_size"]
-    rows = [
-        [f"teacher ({_teacher_label(r)})", r["teacher_errors"],
-         f"{100 * r['teacher_errors'] / n:.2f}%", r["teacher"]["parameters"]],
-        [f"student {r['student_hidden']}-{r['student_hidden']}, hard labels only",
-         r["student_errors"], f"{100 * r['student_errors'] / n:.2f}%",
-         r["student"]["parameters"]],
-        [f"student {r['student_hidden']}-{r['student_hidden']}, distilled at T = "
-         f"{r['temperature']:g}", r["distilled_errors"], f"{100 * r['distilled_errors'] / n:.2f}%",
-         r["distilled"]["parameters"]],
-    ]
-    gap = r["gap_recovered"]
+    n, seeds = r["test_size"], r["seeds"]
+    best = "student_errors_best_val_mean" in r
+    h = r["student_hidden"]
+    rows = [[f"teacher ({_teacher_label(r)})", r["teacher_errors"], "",
+             f"{100 * r['teacher_errors'] / n:.2f}%", r["teacher"]["parameters"]]]
+    for key, label in (("student_errors", f"student {h}-{h}, hard labels only"),
+                       ("distilled_errors", f"student {h}-{h}, distilled at T = "
+                                            f"{r['temperature']:g}")):
+        mean = r.get(f"{key}_mean", r[key])
+        rows.append([label, _pm(mean, r.get(f"{key}_sd")),
+                     _pm(r.get(f"{key}_best_val_mean"), r.get(f"{key}_best_val_sd")),
+                     f"{100 * mean / n:.2f}%", r[key.split("_")[0]]["parameters"]])
+    reading = ("Last epoch; the best-on-validation column reads each run's test errors at the "
+               "epoch its validation errors were lowest." if best else "Last epoch.")
+    gap_line = (f"Share of the teacher-student gap recovered by distillation: "
+                f"{_pct(r['gap_recovered'])} of the mean gap")
+    if r.get("gap_recovered_mean") is not None:
+        ci = r["gap_recovered_interval"]
+        gap_line += (f"; per seed {', '.join(_pct(g) for g in r['gap_recovered_per_seed'])}, "
+                     f"mean {_pct(r['gap_recovered_mean'])}" +
+                     ("" if ci is None else f", 95% interval [{_pct(ci[0])}, {_pct(ci[1])}]"))
+    if best and r.get("gap_recovered_best_val_mean") is not None:
+        gap_line += f"; best-on-validation mean {_pct(r['gap_recovered_best_val_mean'])}"
+    diff = r.get("distilled_minus_student")
     lines = [
         f"# Hinton et al. (2015) MNIST protocol on {r['dataset']}\n",
-        f"Test set: {n} examples. Last epoch, one seed ({r['seeds'][0]}); nothing was selected "
-        "on the test set.\n",
-        markdown_table(["model", "test errors", "error rate", "parameters"], rows),
-        f"Share of the teacher-student gap recovered by distillation: "
-        f"{'n/a (teacher not better than student)' if gap is None else f'{100 * gap:.1f}%'} "
-        "(the paper: 91%, 146 -> 74 errors with the teacher at 67).\n",
+        f"Test set: {n} examples; training set {r['train_size']}"
+        + (f", validation {r['validation_size']} held out of it" if r.get("validation_size")
+           else "") + f". Seeds {', '.join(map(str, seeds))} ({len(seeds)}; mean ± sd over "
+        "seeds, one teacher). " + reading + " Nothing was selected on the test set.\n",
+        markdown_table(["model", "test errors", "best on validation", "error rate",
+                        "parameters"], rows),
+        gap_line + " (the paper: 91%, 146 -> 74 errors with the teacher at 67).\n",
     ]
+    if diff is not None:
+        zero = {None: "", True: ", excludes 0", False: ", includes 0"}[diff["excludes_zero"]]
+        lines.append(f"Distilled minus hard-label student, paired by seed: "
+                     f"{_ci(diff)} test errors (95% interval{zero}).\n")
+    if r.get("schedule_selection"):
+        sel = [[e, v["validation_errors"]] for e, v in r["schedule_selection"].items()]
+        lines += ["## Student schedule, chosen on validation\n",
+                  markdown_table(["epochs", f"validation errors ({h}-{h} at T = "
+                                            f"{r['config']['temperature']:g}, seed "
+                                            f"{r['config']['seed']})"], sel),
+                  f"Chosen: **{r['student_epochs']} epochs** for every student; the headline T "
+                  f"({r['temperature']:g}) is the one whose {h}-{h} students made the fewest "
+                  "validation errors, summed over seeds.\n"]
     if r["teacher_selection"]:
         sel = [[k, v["validation_errors"], v["validation_size"]]
                for k, v in r["teacher_selection"].items()]
         lines += ["## Teacher recipe, chosen on a validation split of the training set\n",
                   markdown_table(["recipe", "validation errors", "validation size"], sel),
-                  f"Chosen: **{r['teacher_recipe']}**, then retrained on all "
-                  f"{r['train_size']} training cases.\n"]
-    sw = r["sweep"]
-    if len(sw["temperatures"]) > 1:
-        header = ["hidden units", "hard labels"] + [f"T={t:g}" for t in sw["temperatures"]]
-        body = [[h, hard] + ["" if e is None else e for e in errs]
-                for h, hard, errs in zip(sw["hidden"], sw["hard_label_errors"], sw["errors"])]
-        lines += ["## Test errors by student width and temperature\n",
-                  markdown_table(header, body)]
+                  f"Chosen: **{r['teacher_recipe']}**, then retrained.\n"]
+    lines += _sweep_lines(r)
     lines += [f"![errors against temperature]({png_name})\n",
               "## How this was made\n",
               f"- command: `{r['command']}`",
@@ -65,8 +110,40 @@ def render_markdown(r: dict, png_name: str) -> str:
               f"- wall time of this invocation: {r['wall_seconds']:.0f} s; training time "
               f"summed over all runs (including any earlier, resumed invocations): "
               f"{r['compute_seconds']:.0f} s",
+              "- the same seed on the same CPU gives bit-identical runs (resumed or not); on "
+              "another processor a rerun of the digits reproduction differed by up to one "
+              "test error per cell (floating-point reduction order), well inside the "
+              "seed-to-seed spread",
               f"- data: {r['data_source']}\n"]
     return "\n".join(lines)
+
+
+def _sweep_lines(r: dict) -> list[str]:
+    sw = r["sweep"]
+    if len(sw["temperatures"]) <= 1:
+        return []
+    sds = sw.get("errors_sd") or [[None] * len(sw["temperatures"]) for _ in sw["hidden"]]
+    hard_sd = sw.get("hard_label_errors_sd") or [None] * len(sw["hidden"])
+    header = ["hidden units", "hard labels"] + [f"T={t:g}" for t in sw["temperatures"]]
+    body = [[h, _pm(hard, hsd)] + [_pm(e, sd) for e, sd in zip(errs, sd_row)]
+            for h, hard, hsd, errs, sd_row in zip(sw["hidden"], sw["hard_label_errors"],
+                                                  hard_sd, sw["errors"], sds)]
+    lines = ["## Test errors by student width and temperature (mean ± sd over seeds)\n",
+             markdown_table(header, body)]
+    if "minus_hard" in sw:
+        body = [[h] + [_ci(p) for p in row] for h, row in zip(sw["hidden"], sw["minus_hard"])]
+        lines += ["Distilled minus hard-label test errors, paired by seed, with 95% "
+                  "intervals (negative: distillation helped):\n",
+                  markdown_table(["hidden units"] + [f"T={t:g}" for t in sw["temperatures"]],
+                                 body)]
+    if "val_errors" in sw:
+        body = [[h, f"{sw['chosen_temperature'][str(h)]:g}"]
+                + [_pm(e, None) for e in errs] for h, errs in zip(sw["hidden"],
+                                                                  sw["val_errors"])]
+        lines += ["Validation errors (mean over seeds) and the T they choose per width:\n",
+                  markdown_table(["hidden units", "chosen T"]
+                                 + [f"T={t:g}" for t in sw["temperatures"]], body)]
+    return lines
 
 
 def plot_sweep(r: dict):
@@ -93,14 +170,20 @@ def plot_sweep(r: dict):
     ax.set_ylabel(f"test errors (of {r['test_size']})")
     ax.set_title(f"{r['dataset']}: learning curves")
     ax.set_ylim(0, 3 * max(r["student_errors"], 1))
+    if r.get("student_epochs"):
+        ax.set_xlabel(f"epoch (students: {r['student_epochs']}; seed {r['seeds'][0]})")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     if has_sweep:
         ax = axes[1]
         for i, (h, errs, hard) in enumerate(zip(sw["hidden"], sw["errors"],
                                                 sw["hard_label_errors"])):
-            pts = [(t, e) for t, e in zip(sw["temperatures"], errs) if e is not None]
-            ax.plot(*zip(*pts), marker="o", color=f"C{i}", label=f"{h}-{h} distilled")
+            sds = (sw.get("errors_sd") or [[None] * len(errs)] * len(sw["hidden"]))[i]
+            pts = [(t, e, sd or 0.0) for t, e, sd in zip(sw["temperatures"], errs, sds)
+                   if e is not None]
+            ts, es, ss = zip(*pts)
+            ax.errorbar(ts, es, yerr=ss, marker="o", color=f"C{i}", capsize=3,
+                        label=f"{h}-{h} distilled")
             ax.axhline(hard, color=f"C{i}", linestyle=":", label=f"{h}-{h} hard labels")
         ax.axhline(r["teacher_errors"], color="black", linestyle="--", label="teacher")
         ax.set_xscale("log")
@@ -109,7 +192,8 @@ def plot_sweep(r: dict):
         ax.minorticks_off()
         ax.set_xlabel("temperature T")
         ax.set_ylabel(f"test errors (of {r['test_size']})")
-        ax.set_title("errors vs temperature (last epoch, 1 seed)")
+        ax.set_title(f"errors vs temperature (last epoch, mean ± sd of {len(r['seeds'])} "
+                     "seed(s))")
         ax.legend(fontsize=8, ncol=2)
         ax.grid(alpha=0.3)
     fig.tight_layout()
