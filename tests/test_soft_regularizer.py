@@ -65,3 +65,31 @@ def test_cli_rejects_bad_settings(tmp_path, capsys, flags, words):
     err = capsys.readouterr().err.strip()
     assert code == 2 and words in err and "\n" not in err
     assert not out.exists()
+
+
+def test_seeds_and_fraction_curve(tmp_path):
+    """Two seeds and a curve fraction: the over-seeds figures are the per-seed runs' mean, sd
+    and paired differences; every seed repeats its own split; the curve holds each fraction."""
+    cfg = soft_regularizer.config_from("digits", out=str(tmp_path), hidden=(16,),
+                                       full_epochs=3, small_epochs=6, temperatures=(2.0,),
+                                       seeds=(0, 1), curve_fractions=(0.3,), progress=False)
+    r = soft_regularizer.run(cfg, log=lambda s: None)
+    assert r["seeds"] == [0, 1]
+    seed1 = json.loads((tmp_path / "results.json").read_text())
+    assert seed1["gap_recovered_mean"] == r["gap_recovered_mean"]
+    per = r["gap_recovered_per_seed"]
+    if None not in per:
+        assert r["gap_recovered_mean"] == pytest.approx(np.mean(per))
+        half = 12.706 * np.std(per, ddof=1) / np.sqrt(2)
+        assert r["gap_recovered_interval"] == pytest.approx(
+            [np.mean(per) - half, np.mean(per) + half])
+    assert (tmp_path / "seed-1" / "runs" / "small-hard" / "checkpoint.pt").exists()
+    assert (tmp_path / "seed-1" / "runs" / "f0.3-small-hard" / "checkpoint.pt").exists()
+    assert [c["fraction"] for c in r["fraction_curve"]] == [0.1, 0.3]
+    point = r["fraction_curve"][1]
+    assert point["small_train_size"] == round(0.3 * (1347 - 270))
+    assert point["small_epochs"] == max(3, round(6 * 0.1 / 0.3))
+    d = r["soft_minus_hard_final"]
+    assert d["mean"] == pytest.approx(r["soft_final_accuracy_mean"] - r["hard_final_accuracy_mean"])
+    md = (tmp_path / "results.md").read_text()
+    assert "Over 2 seed(s)" in md and "against the data fraction" in md

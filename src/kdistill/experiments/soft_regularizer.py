@@ -10,7 +10,9 @@ on. The hard run's peak test accuracy is an early stop on the test set, exactly 
 44.5% figure, so it is labelled as such; the epoch a validation split would have chosen is
 reported beside it. Optional rows add a 1-pixel jitter to the 3% (hard labels, and soft targets
 from the teacher run online on the jittered images), to separate augmentation from the soft
-targets' own effect. Every other figure is the last epoch of one seed.
+targets' own effect. Every other figure is the last epoch. `seeds` repeats everything per
+seed (split, subset, init) and reports mean +- sd with paired intervals; `curve_fractions`
+adds the gap recovered at other data fractions.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from ..distill.data import load_dataset
 from ..distill.losses import check_temperature, check_weights
 from ..distill.trainer import evaluate, resolve_device
 from ..reporting import markdown_table, provenance
-from . import setting
+from . import setting, soft_regularizer_stats
 from .common import (
     Recipe,
     build_config,
@@ -74,6 +76,13 @@ class SoftRegularizerConfig:
     lr: float = 1e-3
     optimizer: str = "adam"
     seed: int = 0
+    seeds: tuple[int, ...] = setting(
+        (), "repeat everything (split, subset, init) with each of these seeds (default: "
+            "--seed alone)", nargs="*")
+    curve_fractions: tuple[float, ...] = setting(
+        (), "also run these fractions (hard labels and soft targets, no jitter rows; epochs "
+            "scaled to the same number of steps, at least --full-epochs) for a curve of "
+            "the gap recovered against the data fraction", nargs="*")
     device: str = "auto"
     progress: bool = True
     fresh: bool = False
@@ -95,6 +104,11 @@ class SoftRegularizerConfig:
                      "validation_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if any(not 0.0 < f < 1.0 for f in self.curve_fractions):
+            raise ValueError("curve fractions must lie strictly between 0 and 1, got "
+                             f"{list(self.curve_fractions)}")
+        if len(set(self.seeds)) != len(self.seeds) or any(s < 0 for s in self.seeds):
+            raise ValueError(f"seeds must be distinct and >= 0, got {list(self.seeds)}")
         if not self.hidden or any(h < 1 for h in self.hidden):
             raise ValueError(f"hidden sizes must be >= 1, got {list(self.hidden)}")
 
@@ -104,34 +118,62 @@ def config_from(dataset: str, **overrides) -> SoftRegularizerConfig:
     digits set 3% is 40 images, so its default fraction is 10%."""
     defaults = {"digits": {"fraction": 0.1, "batch_size": 64, "small_batch_size": 32,
                            "full_epochs": 60, "small_epochs": 200, "validation_size": 270,
-                           "jitter": 0}}.get(dataset, {})
+                           "jitter": 0},
+                "fashion-mnist": {"seeds": (0, 1, 2), "curve_fractions": (0.01, 0.1, 0.3)},
+                }.get(dataset, {})
     return build_config(SoftRegularizerConfig, dataset, defaults, overrides, "soft-regularizer")
 
 
 def run(cfg: SoftRegularizerConfig, log: Callable[[str], None] = _log.info) -> dict:
+    """Every seed at the headline fraction (and at each curve fraction), then the figures
+    over seeds; the first seed's run gives the per-epoch curves and the single-seed keys."""
     cfg.validate()
     t_start = time.perf_counter()
     splits = load_dataset(cfg.dataset, cfg.data_dir, cfg.download)
-    fit, val = split_validation(splits.train, cfg.validation_size, cfg.seed + 12345)
+    seeds = list(cfg.seeds or (cfg.seed,))
+    fractions = sorted({cfg.fraction, *cfg.curve_fractions})
+    runs = {f: [_run_one(cfg, splits, f, seed, log) for seed in seeds] for f in fractions}
+    results = dict(runs[cfg.fraction][0])
+    results.update(soft_regularizer_stats.over_seeds(runs[cfg.fraction]))
+    results["seeds"] = seeds
+    results["fraction_curve"] = [soft_regularizer_stats.curve_point(f, runs[f])
+                                 for f in fractions]
+    results["config"] = jsonable(dataclasses.asdict(cfg))
+    results["wall_seconds"] = round(time.perf_counter() - t_start, 1)
+    results["compute_seconds"] = round(sum(r["compute_seconds"] for rows in runs.values()
+                                           for r in rows), 1)
+    write_reports(results, cfg, render_markdown, plot)
+    return results
+
+
+def _run_one(cfg: SoftRegularizerConfig, splits, fraction: float, seed: int, log) -> dict:
+    """One seed at one fraction: the full-data model (shared by every fraction of the seed),
+    hard labels and soft targets on the fraction; the jitter rows at the headline fraction."""
+    headline = fraction == cfg.fraction
+    fit, val = split_validation(splits.train, cfg.validation_size, seed + 12345)
     test = splits.test
-    n_small = max(round(cfg.fraction * len(fit)), 2)
-    perm = torch.randperm(len(fit), generator=torch.Generator().manual_seed(cfg.seed + 777))
-    small = fit.subset(perm[:n_small], f"{100 * cfg.fraction:g}% of the training set")
-    out = Path(cfg.out)
+    n_small = max(round(fraction * len(fit)), 2)
+    perm = torch.randperm(len(fit), generator=torch.Generator().manual_seed(seed + 777))
+    small = fit.subset(perm[:n_small], f"{100 * fraction:g}% of the training set")
+    out = Path(cfg.out) / (f"seed-{seed}" if seed != 0 else "")
     out.mkdir(parents=True, exist_ok=True)
     device = str(resolve_device(cfg.device))
     spec = mlp_spec(fit, cfg.hidden, hidden_dropout=cfg.hidden_dropout)
     resume = not cfg.fresh
+    tag = "" if headline else f"f{fraction:g}-"
+    # Off the headline fraction: the same number of steps as the headline's runs.
+    small_epochs = cfg.small_epochs if headline else max(
+        cfg.full_epochs, round(cfg.small_epochs * cfg.fraction / fraction))
 
     def tcfg(epochs: int, batch: int, **kw) -> Recipe:
-        return train_config(cfg, epochs, batch_size=batch, **kw)
+        return train_config(cfg, epochs, batch_size=batch, seed=seed, **kw)
 
     # 1. The full-data model: the reference row and the teacher.
     teacher, full_row = fit_run("full-data", spec, fit, test,
                                 tcfg(cfg.full_epochs, cfg.batch_size), out,
-                                init_seed=cfg.seed * 7919 + 1, resume=resume, log=log)
+                                init_seed=seed * 7919 + 1, resume=resume, log=log)
     full_train = evaluate(teacher, fit, device=device)
-    logits = cached_teacher_logits(teacher, small.x, out / "cache" / "teacher-small",
+    logits = cached_teacher_logits(teacher, small.x, out / "cache" / f"{tag}teacher-small",
                                    device=device, batch_size=4096).logits
 
     # Every 3% run starts from the same initial weights and sees the same batches.
@@ -141,9 +183,9 @@ def run(cfg: SoftRegularizerConfig, log: Callable[[str], None] = _log.info) -> d
             teacher_kw = {"teacher": teacher}
         elif "temperature" in kw:
             teacher_kw = {"teacher_logits": logits}
-        return fit_run(name, spec, small, test,
-                       tcfg(cfg.small_epochs, cfg.small_batch_size, **kw), out,
-                       init_seed=cfg.seed * 7919 + 2, val_data=val, eval_extra={"train": small},
+        return fit_run(tag + name, spec, small, test,
+                       tcfg(small_epochs, cfg.small_batch_size, **kw), out,
+                       init_seed=seed * 7919 + 2, val_data=val, eval_extra={"train": small},
                        resume=resume, log=log, **teacher_kw)
 
     # 2. Hard labels only: it overfits.
@@ -155,7 +197,7 @@ def run(cfg: SoftRegularizerConfig, log: Callable[[str], None] = _log.info) -> d
     head = soft[best_t]
     # 4. Optional: the same with jittered images (teacher run online on them).
     jittered = {}
-    if cfg.jitter:
+    if cfg.jitter and headline:
         jittered["hard"] = small_run(f"small-hard-jitter{cfg.jitter}", hard_weight=1.0,
                                      jitter=cfg.jitter)[1]
         jittered["soft"] = small_run(f"small-soft-T{best_t:g}-jitter{cfg.jitter}",
@@ -173,7 +215,8 @@ def run(cfg: SoftRegularizerConfig, log: Callable[[str], None] = _log.info) -> d
         "data_source": splits.source,
         "full_train_size": len(fit),
         "small_train_size": len(small),
-        "fraction": cfg.fraction,
+        "fraction": fraction,
+        "small_epochs": small_epochs,
         "validation_size": len(val),
         "test_size": len(test),
         "model": spec,
@@ -200,15 +243,14 @@ def run(cfg: SoftRegularizerConfig, log: Callable[[str], None] = _log.info) -> d
         "full": _row(full_row),
         "jitter": cfg.jitter,
         "jittered": {k: _row(r) for k, r in jittered.items()},
-        "seeds": [cfg.seed],
+        "seed": seed,
         "reported_epoch": "last (except hard_peak_accuracy and hard_validation_stop_accuracy)",
-        "config": jsonable(dataclasses.asdict(cfg)),
-        "wall_seconds": round(time.perf_counter() - t_start, 1),
+        # the full-data model is shared by every fraction of a seed: counted once
         "compute_seconds": round(sum(r["train_seconds"] for r in
-                                     [full_row, hard, *soft.values(), *jittered.values()]), 1),
+                                     [*([full_row] if headline else []), hard, *soft.values(),
+                                      *jittered.values()]), 1),
         **provenance(),
     }
-    write_reports(results, cfg, render_markdown, plot)
     return results
 
 
@@ -250,14 +292,16 @@ def render_markdown(r: dict, png_name: str) -> str:
              f"Every model: MLP {arch}, hidden dropout {r['model']['hidden_dropout']}, the same "
              f"recipe. The {100 * r['fraction']:g}% runs train {r['config']['small_epochs']} "
              f"epochs; soft weight {r['soft_weight']:g}, hard weight {r['hard_weight']:g}. "
-             f"Train accuracy is on each run's own training "
-             "examples. One seed.\n",
+             f"Train accuracy is on each run's own training examples. The first table is "
+             f"seed {r['seeds'][0]}'s run; the second gives every row over the seeds "
+             f"{', '.join(map(str, r['seeds']))}.\n",
              markdown_table(["system and training set", "train accuracy", "test accuracy",
                              "which epoch"], rows),
              f"- Share of the gap between the hard-label {100 * r['fraction']:g}% model's peak "
              f"and the full-data model recovered by soft targets (last epoch): "
              f"{'n/a' if gap is None else f'{100 * gap:.1f}%'} (the paper: 44.5% -> 57.0% of "
              "58.9%, i.e. 87%; target >= 87%).\n",
+             *_seed_lines(r),
              "## Choosing T (validation split, last epoch)\n",
              markdown_table(["T", "validation accuracy", "test accuracy"], temps),
              f"![train and test accuracy per epoch]({png_name})\n",
@@ -265,10 +309,63 @@ def render_markdown(r: dict, png_name: str) -> str:
     return "\n".join(lines)
 
 
+def _seed_lines(r: dict) -> list[str]:
+    """The over-seeds table and the fraction curve (mean +- sd, paired 95% intervals)."""
+    def pm(key):
+        mean, sd = r[f"{key}_mean"], r[f"{key}_sd"]
+        return f"{100 * mean:.2f}%" + ("" if sd is None else f" ± {100 * sd:.2f}")
+
+    def ci(p):
+        text = f"{100 * p['mean']:+.2f}"
+        if p["interval"]:
+            text += f" [{100 * p['interval'][0]:+.2f}, {100 * p['interval'][1]:+.2f}]"
+        return text
+
+    def gap(mean, ival):
+        if mean is None:
+            return "n/a"
+        return f"{_pct(mean)}" + ("" if not ival else f" [{_pct(ival[0])}, {_pct(ival[1])}]")
+
+    n = len(r["seeds"])
+    rows = [["baseline, 100%, last epoch", pm("full_data_accuracy")],
+            ["hard labels, peak (early stop on test)", pm("hard_peak_accuracy")],
+            ["hard labels, epoch chosen on validation", pm("hard_validation_stop_accuracy")],
+            ["hard labels, last epoch", pm("hard_final_accuracy")],
+            ["soft targets, last epoch", pm("soft_final_accuracy")]]
+    lines = [f"## Over {n} seed(s): test accuracy, mean ± sd\n",
+             markdown_table(["row", "test accuracy"], rows),
+             f"- gap recovered (from the hard-label peak, per seed then averaged): "
+             f"{gap(r['gap_recovered_mean'], r['gap_recovered_interval'])} (95% interval); "
+             f"from the validation-chosen stop instead: "
+             f"{gap(r['gap_recovered_from_validation_stop_mean'], r['gap_recovered_from_validation_stop_interval'])}",  # noqa: E501
+             f"- soft minus hard labels, paired by seed, points: last epoch "
+             f"{ci(r['soft_minus_hard_final'])}; against the validation-chosen stop "
+             f"{ci(r['soft_minus_hard_validation_stop'])}",
+             f"- T chosen on validation per seed: "
+             f"{', '.join(f'{t:g}' for t in r['temperature_per_seed'])}\n"]
+    curve = r.get("fraction_curve") or []
+    if len(curve) > 1:
+        body = [[f"{100 * c['fraction']:g}%", c["small_train_size"], c["small_epochs"],
+                 f"{100 * c['hard_peak_accuracy_mean']:.2f}%",
+                 f"{100 * c['soft_final_accuracy_mean']:.2f}%",
+                 f"{100 * c['full_data_accuracy_mean']:.2f}%",
+                 gap(c["gap_recovered_mean"], c["gap_recovered_interval"])] for c in curve]
+        lines += ["## Gap recovered against the data fraction (mean over seeds)\n",
+                  markdown_table(["fraction", "examples", "epochs", "hard peak (on test)",
+                                  "soft, last epoch", "full data", "gap recovered [95%]"],
+                                 body)]
+    return lines
+
+
 def plot(r: dict):
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 5))
+    curve = r.get("fraction_curve") or []
+    fig, axes = plt.subplots(1, 2 if len(curve) > 1 else 1,
+                             figsize=(14 if len(curve) > 1 else 8, 5), squeeze=False)
+    ax = axes[0][0]
+    if len(curve) > 1:
+        _plot_curve(axes[0][1], curve)
     frac = f"{100 * r['fraction']:g}%"
     t = r["temperature"]
     series = [(f"{frac} hard labels", r["hard"], "C3"),
@@ -296,6 +393,23 @@ def plot(r: dict):
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def _plot_curve(ax, curve: list[dict]) -> None:
+    xs = [100 * c["fraction"] for c in curve]
+    ys = [100 * (c["gap_recovered_mean"] or 0.0) for c in curve]
+    err = [100 * (c["gap_recovered_sd"] or 0.0) for c in curve]
+    ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label="soft targets (mean ± sd)")
+    ax.axhline(87, color="black", linestyle="--", label="the paper at 3% (87%)")
+    ax.set_xscale("log")
+    ax.set_xticks(xs)
+    ax.set_xticklabels([f"{x:g}%" for x in xs])
+    ax.minorticks_off()
+    ax.set_xlabel("share of the training set")
+    ax.set_ylabel("gap to the full-data model recovered (%)")
+    ax.set_title("recovery against the data fraction")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
 
 
 def summary(r: dict, cfg: SoftRegularizerConfig) -> list[str]:
