@@ -96,3 +96,21 @@ def test_cli_rejects_bad_settings(tmp_path, capsys, flags, words):
     err = capsys.readouterr().err.strip()
     assert code == 2 and words in err and "\n" not in err
     assert not out.exists()
+
+
+def test_figures_over_seeds(tiny):
+    """digits runs three seeds: each in its own folder, the means and paired differences are
+    those of the per-seed figures."""
+    r, out, _ = tiny
+    assert r["seeds"] == [0, 1, 2]
+    assert (out / "work" / "seed-2" / "runs" / "student-omit-3" / "checkpoint.pt").exists()
+    before = [s["omit"]["errors_before"] for s in r["per_seed"]]
+    auto = [s["omit"]["errors_auto"] for s in r["per_seed"]]
+    assert r["errors_before"] == before[0]
+    assert r["errors_auto_mean"] == pytest.approx(np.mean(auto))
+    assert r["errors_auto_sd"] == pytest.approx(np.std(auto, ddof=1))
+    d = np.subtract(auto, before)
+    half = 4.303 * np.std(d, ddof=1) / np.sqrt(3)
+    assert r["auto_minus_before_errors"]["interval"] == pytest.approx(
+        [d.mean() - half, d.mean() + half])
+    assert "Over 3 seed(s)" in (out / "rep" / "digits.md").read_text()

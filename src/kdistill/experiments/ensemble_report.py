@@ -57,7 +57,8 @@ def render_markdown(r: dict, png_name: str) -> str:
                                            f"{r['config']['transfer_jitter']} pixel(s))"
                                            if r["transfer_copies"] else "")
         + f", soft weight {r['soft_weight']:g}, hard weight {r['hard_weight']:g}. Test set: "
-        f"{r['test_size']}. Last epoch, one seed.\n",
+        f"{r['test_size']}. Last epoch. The first table is seed {r['seeds'][0]}'s run; the "
+        f"second gives the figures over the seeds {', '.join(map(str, r['seeds']))}.\n",
         markdown_table(["model", "test accuracy", "test NLL", "parameters",
                         f"ms per 1,000 examples ({r['timing_device']})"], rows),
         f"- Share of the ensemble's accuracy gain recovered by the distilled model: "
@@ -70,12 +71,54 @@ def render_markdown(r: dict, png_name: str) -> str:
            "not beat it owes its gain to the transfer set, not to the soft targets."]
           if r.get("control_baseline_accuracy") is not None else []),
         "",
+        *_seed_lines(r),
         "## Choosing T (validation split, never the test set)\n",
         markdown_table(["T", "validation accuracy"], val),
         f"![accuracy against cost]({png_name})\n",
         *provenance_lines(r),
     ]
     return "\n".join(lines)
+
+
+def _seed_lines(r: dict) -> list[str]:
+    """The figures over seeds: mean ± sd per row and the paired differences with 95%
+    intervals."""
+    if "distilled_accuracy_mean" not in r:
+        return []
+
+    def pm(key):
+        sd = r.get(f"{key}_sd")
+        return f"{100 * r[f'{key}_mean']:.2f}%" + ("" if sd is None else f" ± {100 * sd:.2f}")
+
+    def ci(p):
+        text = f"{100 * p['mean']:+.2f}"
+        if p["interval"]:
+            text += f" [{100 * p['interval'][0]:+.2f}, {100 * p['interval'][1]:+.2f}]"
+        return text
+
+    labels = {"baseline_accuracy": "baseline (member 0)",
+              "member_accuracy_mean": "mean member",
+              "control_baseline_accuracy": "control: hard labels, students' schedule",
+              "ensemble_accuracy": f"{r['members']}x ensemble",
+              "distilled_accuracy": "distilled (T chosen on validation per seed)",
+              "self_distilled_accuracy": "self-distilled"}
+    rows = [[label, pm(key)] for key, label in labels.items() if f"{key}_mean" in r]
+    diffs = [[f"distilled minus {k.replace('_', ' ')}", ci(p)]
+             for k, p in r["distilled_minus"].items()]
+    if "self_distilled_minus_baseline" in r:
+        diffs.append(["self-distilled minus baseline", ci(r["self_distilled_minus_baseline"])])
+    g, gi = r["gain_recovered_mean"], r["gain_recovered_interval"]
+    gain = "n/a" if g is None else f"{100 * g:.1f}%" + (
+        "" if not gi else f" (95% interval [{100 * gi[0]:.1f}%, {100 * gi[1]:.1f}%])")
+    return [f"## Over {len(r['seeds'])} seed(s): test accuracy, mean ± sd\n",
+            markdown_table(["model", "test accuracy"], rows),
+            markdown_table(["paired by seed", "points [95% interval]"], diffs),
+            f"- Gain recovered over the baseline, per seed then averaged: {gain}; per seed "
+            f"{', '.join(pct_or_na(v) for v in r['gain_recovered_per_seed'])}; over the mean "
+            f"member: {pct_or_na(r['gain_recovered_vs_member_mean_mean'])}. Inference cost: "
+            f"the distilled model takes 1/{r['cost_ratio_mean']:.1f} of the ensemble's time "
+            "(mean over seeds).",
+            f"- T chosen per seed: {', '.join(f'{t:g}' for t in r['temperature_per_seed'])}\n"]
 
 
 def plot(r: dict):
@@ -99,7 +142,7 @@ def plot(r: dict):
         ax.text(100 * v + 0.03, i, f"{100 * v:.2f}", va="center", fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("test accuracy (%)")
-    ax.set_title(f"{r['dataset']}: last epoch, 1 seed")
+    ax.set_title(f"{r['dataset']}: last epoch, seed {r['seeds'][0]}")
     ax.grid(alpha=0.3, axis="x")
     rows = [("baseline", r["rows"]["baseline"], "C0:"),
             (f"distilled T={r['temperature']:g}",

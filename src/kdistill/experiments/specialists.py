@@ -54,6 +54,7 @@ from .common import (
     split_validation,
     write_reports,
 )
+from .seeds import mean_sd, paired
 from .specialists_report import plot_results, render_markdown
 
 __all__ = ["summary", "SpecialistsConfig", "config_from", "defaults_for", "run",
@@ -383,6 +384,11 @@ def run(cfg: SpecialistsConfig, log: Callable[[str], None] = _log.info) -> dict:
         "compute_seconds": round(sum(s["compute_seconds"] for s in per_seed), 1),
         **provenance(),
     }
+    acc = {k: [s["test"][f"{k}_correct"] / s["test"]["n"] for s in per_seed]
+           for k in ("generalist", "combined")}
+    for k, values in acc.items():
+        results[f"{k}_accuracy_mean"], results[f"{k}_accuracy_sd"] = mean_sd(values)
+    results["combined_minus_generalist"] = paired(acc["combined"], acc["generalist"])
     results = jsonable(results)
     write_reports(results, cfg, render_markdown, plot_results)
     return results

@@ -16,6 +16,22 @@ def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.2f}%"
 
 
+def _seed_lines(r: dict) -> list[str]:
+    if "combined_minus_generalist" not in r:
+        return []
+    d = r["combined_minus_generalist"]
+
+    def pm(key):
+        sd = r[f"{key}_sd"]
+        return _pct(r[f"{key}_mean"]) + ("" if sd is None else f" ± {100 * sd:.2f}")
+
+    ci = "" if d["interval"] is None else \
+        f", 95% interval [{100 * d['interval'][0]:+.2f}, {100 * d['interval'][1]:+.2f}]"
+    return [f"Over the {len(r['seeds'])} seed(s), mean ± sd: generalist "
+            f"{pm('generalist_accuracy')}, combined {pm('combined_accuracy')}; combined minus "
+            f"generalist, paired by seed: {100 * d['mean']:+.2f} points{ci}.\n"]
+
+
 def render_markdown(r: dict, png_name: str) -> str:
     t, v = r["test"], r["validation"]
     seeds = r["seeds"]
@@ -65,6 +81,7 @@ def render_markdown(r: dict, png_name: str) -> str:
         f"{_pct(r['combined_accuracy'])} ({100 * gain:+.2f} points; "
         f"{t['fixed']} test predictions fixed, {t['broken']} broken). The paper (JFT): 25.0% -> "
         "26.1%.\n",
+        *_seed_lines(r),
         "## Table 3: accuracy\n",
         markdown_table(["system", "conditional test accuracy", "test accuracy"], rows3),
         f"Conditional accuracy: over the {t['conditional_examples']} test examples whose true "
