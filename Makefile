@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# The CPU build of PyTorch first (on local disk here); the package's range then installs nothing more.
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev,tabular,export,hf,tensorboard]'
+	$(PY) -m pip install -q -e '.[dev,tabular,export,hf,tensorboard,text]'
 	touch $(STAMP)
 
 setup: $(STAMP)

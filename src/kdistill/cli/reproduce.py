@@ -126,10 +126,16 @@ def _check_before_work(cfg: Any, given: dict[str, Any]) -> None:
         cfg.validate(num_classes=_KNOWN_CLASSES.get(cfg.dataset))
     else:
         cfg.validate()
+    if hasattr(cfg, "check_packages"):  # optional extras an experiment needs
+        cfg.check_packages()
     checks.finite_settings(given)
     checks.widths_fit(given)
     checks.device(cfg.device)
-    if cfg.dataset not in DATASETS and not str(cfg.dataset).endswith(".npz"):
+    own = getattr(type(cfg), "DATASETS", None)  # an experiment with data sets of its own
+    if own is not None:
+        if cfg.dataset not in own:
+            raise ValueError(f"unknown dataset {cfg.dataset!r}; known: {', '.join(own)}")
+    elif cfg.dataset not in DATASETS and not str(cfg.dataset).endswith(".npz"):
         raise ValueError(f"unknown dataset {cfg.dataset!r}; known: {sorted(DATASETS)} or a "
                          ".npz file")
     shared = {k: getattr(cfg, k) for k in ("batch_size", "lr", "optimizer", "seed")

@@ -210,7 +210,9 @@ def export_onnx(model: nn.Module, example_inputs: torch.Tensor, path: str | os.P
     require_extra(*_ONNX_MODULES if dynamo else _ONNX_MODULES[:2])
     import onnxruntime as ort
 
-    x = torch.as_tensor(example_inputs).detach().float().cpu()
+    x = torch.as_tensor(example_inputs).detach().cpu()
+    if x.is_floating_point():  # token ids and other integer inputs keep their dtype
+        x = x.float()
     if x.ndim < 2 or len(x) == 0:
         raise ValueError(f"example_inputs must be a non-empty batch (n, ...), got shape "
                          f"{tuple(x.shape)}")

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from .resnet import ResNet, WideResNet
+from .text_models import BagOfNgrams
 
 __all__ = ["MLP", "SmallCNN", "MODELS", "register_model", "build_model", "count_parameters",
            "count_flops", "apply_constraints", "estimate_parameters", "check_model_size"]
@@ -110,7 +111,8 @@ class SmallCNN(nn.Module):
 
 
 MODELS: dict[str, Callable[..., nn.Module]] = {"mlp": MLP, "cnn": SmallCNN, "resnet": ResNet,
-                                               "wrn": WideResNet}
+                                               "wrn": WideResNet,
+                                               "bag-of-ngrams": BagOfNgrams}
 
 
 def register_model(name: str, builder: Callable[..., nn.Module] | None = None, *,

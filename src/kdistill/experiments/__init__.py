@@ -65,6 +65,13 @@ EXPERIMENTS: dict[str, Experiment] = {
         "ensemble selection, MUNGE and mimic nets on UCI problems (Bucila et al. 2006)",
         "A model library, ensemble selection, MUNGE pseudo-data and a mimic network per "
         "problem."),
+    "text": Experiment(
+        "kdistill.experiments.text", "TextConfig",
+        "a pretrained MiniLM teacher from K labels per class, distilled through unlabelled "
+        "BBC News text",
+        "MiniLM + linear head on K labelled articles per class; bag-of-n-gram students on the "
+        "labels alone, on the teacher's soft targets, and with teacher-labelled crops; an "
+        "embedding student; TF-IDF + LR beside them (needs kdistill[text])."),
     "league": Experiment(
         "kdistill.experiments.league", "LeagueConfig",
         "every distillation method into two students, several seeds (the league table)",

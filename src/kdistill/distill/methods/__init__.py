@@ -17,6 +17,7 @@ from .ce import CrossEntropy
 from .crd import CRD
 from .dist import DIST
 from .dkd import DKD
+from .embed import Embed
 from .fitnets import FitNets
 from .kd import KD
 from .logit_matching import LogitMatching
@@ -41,6 +42,7 @@ _BUILTIN: dict[str, type[Method]] = {
     "sp": SP,
     "rkd": RKD,
     "crd": CRD,
+    "embed": Embed,
 }
 _REGISTRY: dict[str, type[Method]] = dict(_BUILTIN)
 

