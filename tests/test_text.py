@@ -146,6 +146,32 @@ def test_hf_encoder_as_teacher_through_the_engine(tiny_encoder_folder, tmp_path)
     assert res.history[-1]["train_soft"] < res.history[0]["train_soft"] and agree > 0.9
 
 
+def test_readme_recipe_with_a_hugging_face_classifier(tiny_encoder_folder, tmp_path):
+    """The README's lines: a Hugging Face sequence classifier (ModelOutput with .logits) labels
+    the texts once through the cache, and a bag-of-n-grams student learns from those logits."""
+    import transformers
+
+    import kdistill
+
+    tok = transformers.AutoTokenizer.from_pretrained(str(tiny_encoder_folder))
+    config = transformers.BertConfig.from_pretrained(str(tiny_encoder_folder), num_labels=3)
+    torch.manual_seed(1)
+    teacher = transformers.BertForSequenceClassification(config).eval()
+    texts = ["the team goal", "bank profit", "market shares", "a match"] * 5
+    data = kdistill.TokenizedTexts(tok, texts, 16)
+    logits = kdistill.cached_teacher_logits(teacher, data, tmp_path / "teacher").logits
+    with torch.no_grad():
+        want = teacher(input_ids=data.input_ids, attention_mask=data.attention_mask).logits
+    assert torch.allclose(torch.as_tensor(np.asarray(logits)), want, atol=1e-5)
+    ids = kdistill.HashedNgrams(buckets=64, max_len=8).encode(texts)
+    student = kdistill.build_model({"name": "bag-of-ngrams", "buckets": 64, "out_features": 3})
+    kd = kdistill.methods.get("kd", temperature=2.0, hard_weight=0.0)
+    result = kdistill.train(student, kdistill.ArrayDataset(ids, None, 3), kdistill.TrainConfig(
+        epochs=5, optimizer="adam", lr=1e-2, progress=False, device="cpu"), method=kd,
+        teacher_logits=logits, log=lambda s: None)
+    assert result.history[-1]["train_soft"] < result.history[0]["train_soft"]
+
+
 def test_missing_packages_are_one_clear_error(monkeypatch, capsys):
     import importlib.util
 

@@ -10,6 +10,8 @@ The layout, bottom up (imports point down only):
   distill/        losses, methods/, hooks, adapters, augment, data, models, metrics, bias,
                   specialists, specialist_combine (pure pieces); teachers, cache, trainer,
                   checkpoint, export
+  text/           BBC News corpus, hashed n-gram features, a packaged MiniLM sentence encoder
+                  as teacher (transformers on use only)
   experiments/    one file per reproduced experiment, a registry and the shared plumbing
   cli/            one module per command (add_parser, run), listed in cli.COMMANDS
 
@@ -37,6 +39,7 @@ _EXPORTS = {
     "TrainConfig": "distill.trainer", "TrainingDiverged": "distill.trainer",
     "evaluate": "distill.trainer", "train": "distill.trainer",
     "methods": "distill.methods", "auto_distill": "distill.auto",
+    "HashedNgrams": "text.features", "TokenizedTexts": "text.minilm",
 }
 
 __all__ = [
