@@ -146,7 +146,7 @@ class TabularEncoder(TransformerMixin, BaseEstimator):
             raise ValueError(
                 f"column {c!r} is not numeric and has {len(cats)} distinct values "
                 f"(more than max_categories={self.max_categories}): cannot encode it; "
-                f"drop it or convert it to numbers")
+                f"drop it (kdistill compress --drop COLUMN) or convert it to numbers")
         by_text = {_text(v): _plain(v) for v in cats}  # 3.0 and 3 are one category
         self.categories_[c] = [by_text[t] for t in sorted(by_text)]
 
