@@ -334,12 +334,13 @@ class MimicClassifier(ClassifierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------------------ export
 
-    def export(self, path: str | os.PathLike, *, classes: list[Any] | None = None,
-               target: str | None = None) -> Path:
+    def export(self, path: str | os.PathLike, *, format: str | None = None,
+               classes: list[Any] | None = None, target: str | None = None) -> Path:
         """Write weights + spec + encoding + classes atomically; no teacher, no pickled code.
 
-        ``.onnx`` and ``.safetensors`` paths write those formats (the encoding beside them in
-        ``<path>.json``), any other path a torch checkpoint for :func:`load_mimic`. ``classes``
+        ``format`` "onnx" or "safetensors" (None: from a ``.onnx`` / ``.safetensors`` suffix)
+        writes that format with the encoding beside it in ``<path>.json``; else a torch
+        checkpoint for :func:`load_mimic`. ``classes``
         names the classes instead of ``classes_`` (the pipeline trains on integer codes of the
         user's labels); ``target`` is the column a prediction frame must not hold.
         """
@@ -354,9 +355,10 @@ class MimicClassifier(ClassifierMixin, BaseEstimator):
                  "classes": [c.item() if isinstance(c, np.generic) else c for c in names],
                  "target": target}
         suffix = Path(path).suffix.lower()
-        if suffix == ".onnx":
+        format = format or {".onnx": "onnx", ".safetensors": "safetensors"}.get(suffix, "torch")
+        if format == "onnx":
             return mimic_export.export_onnx(self.model_, parts, path)
-        if suffix == ".safetensors":
+        if format == "safetensors":
             return mimic_export.export_safetensors(self.model_, parts, path)
         state = {k: v.detach().cpu() for k, v in self.model_.state_dict().items()}
         return atomic_torch_save({**parts, "model_state": state}, path)
