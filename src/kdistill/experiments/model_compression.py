@@ -108,9 +108,17 @@ def run(cfg: CompressionConfig, problems: tuple[str, ...] = PROBLEMS,
     return summary
 
 
+def _small_fits(r: dict) -> bool:
+    """Whether mimic_small is within the budget; results saved before the flag: the trials."""
+    if "mimic_small_within_budget" in r:
+        return bool(r["mimic_small_within_budget"])
+    trials = r.get("mimic_selection") or []
+    return not trials or any(t.get("within_budget") for t in trials)
+
+
 def _over_budget(s: dict) -> str:
     """Problems where no candidate fit the budget (mimic_small is then the smallest)."""
-    over = [r["name"] for r in s["problems"] if not r.get("mimic_small_within_budget", True)]
+    over = [r["name"] for r in s["problems"] if not _small_fits(r)]
     return (f" No candidate fits the budget on {', '.join(over)}: there mimic_small is the "
             f"smallest candidate, over budget." if over else "")
 
