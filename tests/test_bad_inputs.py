@@ -14,6 +14,7 @@ import signal
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -128,12 +129,26 @@ def _csv_fixtures(d: Path, f: dict) -> None:
         "csv_few_rows": "\n".join(rows[:6]) + "\n",
         "csv_ragged": "a,b,label\n1,2,0\n1,2,3,4,5\n",
         "csv_inf": "\n".join(rows[:40] + ["inf,0.5,1"] + rows[40:]) + "\n",
+        "csv_continuous": "\n".join(["a,b,label"] + [f"{i},{i},{rng.random():.3f}"
+                                                      for i in range(80)]) + "\n",
+        "csv_numeric_nan": "\n".join(rows[:40] + [",0.5,1"] + rows[40:]) + "\n",
+        "csv_ids": "\n".join(["a,b,id,label"] + [f"{i},{i},user{i},{i % 2}"
+                                               for i in range(80)]) + "\n",
+        "csv_only_a": "\n".join(["a"] + [f"{rng.random():.3f}" for _ in range(10)]) + "\n",
+        "csv_extra": "\n".join(["a,b,c"] + [f"{i},{i},{i}" for i in range(10)]) + "\n",
     }
     for name, text in texts.items():
         (d / f"{name}.csv").write_text(text)
         f[name] = str(d / f"{name}.csv")
     (d / "csv_binary.csv").write_bytes(bytes(range(256)) * 4)
     f["csv_binary"] = str(d / "csv_binary.csv")
+    # a tabular mimic of the good CSV's columns, as kdistill compress saves it
+    from kdistill.tabular.mimic import MimicClassifier
+
+    frame = pd.read_csv(f["csv"])
+    mimic = MimicClassifier(pseudo="none", hidden=(4,), epochs=1).fit(
+        frame[["a", "b"]], frame["label"])
+    f["mimic"] = str(mimic.export(d / "mimic.pt", target="label"))
 
 
 def _idx_fixtures(d: Path, f: dict) -> None:
@@ -185,6 +200,10 @@ def _export(ckpt: str = "{teacher}", *extra: str) -> list[str]:
 def _compress(csv: str = "{csv}", *extra: str) -> list[str]:
     return ["compress", csv, "--target", "label", "--out", "{out}", "--preset", "tiny",
             "--mimic-epochs", "1", "--n-jobs", "1", *extra]
+
+
+def _predict(model: str = "{mimic}", csv: str = "{csv}", *extra: str) -> list[str]:
+    return ["predict", model, csv, "--out", "{out}/p.csv", *extra]
 
 
 def _repro(exp: str, *extra: str) -> list[str]:
@@ -312,7 +331,8 @@ COMPRESS_FLAGS = [
     ("--size-budget", "-1"), ("--size-budget", "inf"), ("--mimic-hidden", "0"),
     ("--mimic-hidden", "x"), ("--mimic-hidden", "8x0"), ("--mimic-hidden", BIG + "x" + BIG),
     ("--seed", "-1"), ("--seed", HUGE_INT), ("--preset", "bogus"),
-    ("--nominal", "nosuchcolumn"),
+    ("--nominal", "nosuchcolumn"), ("--drop", "nosuchcolumn"), ("--sep", ";;"),
+    ("--missing", "bogus"),
 ]
 FLAG_CASES += [C(f"compress{flag}={value}", _compress("{csv}", flag, value))
                for flag, value in COMPRESS_FLAGS]
@@ -409,6 +429,29 @@ FILE_CASES += [
     C("compress-missing-target", _compress("{csv}", "--target", "nope"), "nope"),
     C("compress-missing-file", _compress("{fx}/nope.csv"), "not found"),
     C("compress-file-is-dir", _compress("{adir}"), "adir"),
+    C("compress-drop-target", _compress("{csv}", "--drop", "label"), "'label'"),
+    C("compress-continuous-target", _compress("{csv_continuous}"), "continuous"),
+    C("compress-numeric-nan", _compress("{csv_numeric_nan}"), "'a'", "--missing impute"),
+    C("compress-id-column", _compress("{csv_ids}"), "'id'", "--drop"),
+    C("compress-semicolons-forced-comma", _compress("{csv}", "--sep", ";"), "label"),
+]
+# kdistill predict: the model, the CSV, its columns against the mimic's, the output path
+FILE_CASES += [
+    C("predict-target-left", _predict("{mimic}", "{csv}"), "'label'", "--drop label"),
+    C("predict-lacks-column", _predict("{mimic}", "{csv_only_a}"), "'b'"),
+    C("predict-extra-column", _predict("{mimic}", "{csv_extra}"), "'c'"),
+    C("predict-not-a-mimic", _predict("{teacher}", "{csv}"), "not a kdistill mimic"),
+    C("predict-missing-model", _predict("{fx}/nope.pt", "{csv}"), "not found"),
+    C("predict-corrupt-model", _predict("{corrupt}", "{csv}"), "corrupt"),
+    C("predict-onnx-model", _predict("{fx}/m.onnx", "{csv}"), "ONNX"),
+    C("predict-missing-csv", _predict("{mimic}", "{fx}/nope.csv"), "not found"),
+    C("predict-empty-csv", _predict("{mimic}", "{csv_empty}"), "empty"),
+    C("predict-drop-unknown", _predict("{mimic}", "{csv}", "--drop", "zz"), "zz"),
+    C("predict-out-is-dir", _predict("{mimic}", "{csv}", "--drop", "label", "--out", "{adir}"),
+      "adir"),
+    C("predict-sep-long", _predict("{mimic}", "{csv}", "--sep", "ab"), "--sep"),
+    C("export-mimic-with-dataset", ["export", "{mimic}", "--format", "onnx", "--out",
+                                    "{out}/m.onnx", "--dataset", "digits"], "--dataset"),
 ]
 
 DIVERGENCE_CASES = [

@@ -84,14 +84,14 @@ def test_sklearn_conventions_and_validation() -> None:
     X, y = problem()
     with pytest.raises(ValueError, match="NaN"):
         ModelLibrary("tiny", n_jobs=1).fit(np.where(X > 2, np.nan, X), y)
-    with pytest.raises(ValueError, match="single class"):
+    with pytest.raises(ValueError, match="one class"):
         ModelLibrary("tiny", n_jobs=1).fit(X, np.zeros(len(y)))
     with pytest.raises(ValueError, match="n_jobs"):
         ModelLibrary("tiny", n_jobs=0).fit(X, y)
     with pytest.raises(ValueError, match="preset"):
         ModelLibrary("nope", n_jobs=1).fit(X, y)
     fitted = ModelLibrary("tiny", n_jobs=1).fit(X, y)
-    with pytest.raises(ValueError, match="fitted with 4"):
+    with pytest.raises(ValueError, match="X has 3 features, but ModelLibrary is expecting 4"):
         fitted.predict_all(X[:, :3])
 
 

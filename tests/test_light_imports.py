@@ -25,7 +25,8 @@ def loaded_after(code: str) -> dict[str, bool]:
                                     "kdistill.tabular.selection", "kdistill.tabular.metrics",
                                     "kdistill.tabular.hillclimb", "kdistill.tabular.library",
                                     "kdistill.tabular.munge", "kdistill.tabular.encoding",
-                                    "kdistill.tabular.problems", "kdistill.experiments",
+                                    "kdistill.tabular.problems", "kdistill.tabular.inputs",
+                                    "kdistill.tabular.compress_report", "kdistill.experiments",
                                     "kdistill.cli"])
 def test_import_loads_neither_torch_nor_matplotlib(module: str) -> None:
     assert loaded_after(f"import {module}") == {m: False for m in HEAVY}
@@ -36,6 +37,7 @@ def test_the_probe_sees_torch_when_it_is_imported() -> None:
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["reproduce", "--help"], ["compress", "--help"],
+                                  ["predict", "--help"],
                                   ["train", "--help"], ["distill", "--help"]])
 def test_help_loads_neither_torch_nor_matplotlib(argv: list[str]) -> None:
     code = ("import contextlib, io\nfrom kdistill.cli import main\n"

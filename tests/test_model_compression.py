@@ -122,18 +122,24 @@ def test_the_small_mimic_is_the_best_candidate_within_the_size_budget(tmp_path) 
                           tc.CompressionConfig(**{**QUICK, "mimic_hidden": archs,
                                                   "size_budget": budget}), log=lambda _: None)
     within = [t for t in r["mimic_selection"] if t["within_budget"]]
-    assert [t["hidden"] for t in within] == [[2], [8]]
+    assert [t["hidden"] for t in within] == [[2], [8]] and r["mimic_small_within_budget"]
     small = min(within, key=lambda t: t["hillclimb_rmse"])
     assert r["mimic_chosen"]["mimic_small"] == small["hidden"]
     assert r["size_bytes"]["mimic_small"] <= r["size_bytes"]["ensemble"] / budget
     assert r["size_ratio_vs_ensemble_small"] == pytest.approx(
         r["size_bytes"]["ensemble"] / r["size_bytes"]["mimic_small"])
-    # No candidate fits: the smallest one, and the report says it is over budget.
+    # No candidate fits: the smallest one, and the log and report say it is over budget.
+    lines: list[str] = []
     r = tc.compress_split(*parts[0], *parts[1], *parts[2],
                           tc.CompressionConfig(**{**QUICK, "mimic_hidden": archs,
-                                                  "size_budget": 1e9}), log=lambda _: None)
+                                                  "size_budget": 1e9}), log=lines.append)
     assert r["mimic_chosen"]["mimic_small"] == [2]
     assert not any(t["within_budget"] for t in r["mimic_selection"])
+    assert r["mimic_small_within_budget"] is False
+    assert any("no candidate is within 1/1e+09" in line for line in lines)
+    assert not any("the best within" in line for line in lines)
+    summary = {"problems": [{"name": "p1", **r}, {"name": "p2", "mimic_small_within_budget": True}]}
+    assert mc._over_budget(summary).startswith(" No candidate fits the budget on p1:")
 
 
 def write_csv(path, n: int = 200, **extra) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
@@ -283,10 +284,11 @@ def test_bad_parameters(params: dict, message: str) -> None:
 def test_bad_data() -> None:
     X = mixed_data(10)
     X[3, 2] = np.nan
-    with pytest.raises(ValueError, match="NaN"):
+    with pytest.raises(ValueError, match="NaN or infinite values in column 2"):
         Munge().fit(X)
-    with pytest.raises(ValueError, match="NaN"):
-        RandomMarginals().fit(X)
+    # RANDOM only copies values: a missing one is resampled within its own column
+    drawn = RandomMarginals(k=20, random_state=0).fit(X).sample()
+    assert np.isnan(drawn[:, 2]).any() and not np.isnan(np.delete(drawn, 2, axis=1)).any()
     with pytest.raises(ValueError, match="2 rows"):
         Munge().fit(mixed_data(1))
     with pytest.raises(ValueError, match="2-D"):
@@ -295,3 +297,15 @@ def test_bad_data() -> None:
         Munge().fit(np.array([[0.1, "u"], [0.2, "v"]], dtype=object))
     with pytest.raises(ValueError, match="k must"):
         RandomMarginals(k=0).fit(mixed_data(5))
+
+
+def test_a_missing_nominal_value_is_a_category_swapped_as_one() -> None:
+    # Swaps only exchange values between two rows, so each round keeps the column's multiset:
+    # k rounds hold exactly k times the original number of missing values, and nothing new.
+    rng = np.random.default_rng(0)
+    colour = rng.choice(np.array(["red", "blue", None], dtype=object), 60)
+    X = pd.DataFrame({"x": rng.standard_normal(60), "colour": colour})
+    out = Munge(k=4, p=0.5, nominal=["colour"], random_state=0).fit_sample(X)
+    assert out["colour"].isna().sum() == 4 * X["colour"].isna().sum() > 0
+    assert set(out["colour"].dropna()) == {"red", "blue"}
+    assert not out["x"].isna().any()

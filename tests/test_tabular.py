@@ -100,7 +100,7 @@ def test_encoder_json_round_trip_and_sklearn_conventions() -> None:
     again = TabularEncoder.from_dict(json.loads(json.dumps(enc.to_dict())))
     np.testing.assert_array_equal(again.transform(df), enc.transform(df))
     assert clone(enc).get_params() == {"nominal": ["color", "flag", "b"], "encoding": "onehot",
-                                       "max_categories": 50}
+                                       "max_categories": 50, "missing": "category"}
     assert TabularEncoder().set_params(encoding="ordinal").encoding == "ordinal"
 
 
@@ -108,7 +108,7 @@ def test_encoder_errors_name_the_column() -> None:
     ids = pd.DataFrame({"x": np.arange(80.0), "id": [f"user{i}" for i in range(80)]})
     with pytest.raises(ValueError, match="column 'id' is not numeric.*cannot encode"):
         TabularEncoder().fit(ids)
-    with pytest.raises(ValueError, match="column 'a' has missing"):
+    with pytest.raises(ValueError, match="column 'a' is numeric with 1 missing"):
         TabularEncoder().fit(frame().assign(a=[1.0, np.nan, 2.0, 3.0]))
     with pytest.raises(ValueError, match="encoding"):
         TabularEncoder(encoding="hash").fit(frame())

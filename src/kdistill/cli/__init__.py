@@ -22,7 +22,7 @@ __all__ = ["main", "build_parser", "COMMANDS"]
 
 # The commands, in the order --help lists them: module names under kdistill.cli.
 COMMANDS: tuple[str, ...] = ("train", "distill", "fix_bias", "evaluate", "export", "reproduce",
-                             "compress", "demo")
+                             "compress", "predict", "demo")
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict]:

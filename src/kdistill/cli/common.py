@@ -128,6 +128,15 @@ def architecture(text: str) -> tuple[int, ...]:
     return widths
 
 
+def separator(text: str) -> str:
+    """--sep: one character; '\\t' or 'tab' for a tab (what a shell passes for --sep '\\t')."""
+    sep = {"\\t": "\t", "tab": "\t"}.get(text.lower(), text)
+    if len(sep) != 1:
+        raise argparse.ArgumentTypeError(f"--sep must be one character (or '\\t' / tab); "
+                                         f"got {text!r}")
+    return sep
+
+
 def dataset_name(dataset: str) -> str:
     return Path(dataset).stem if dataset.endswith(".npz") else dataset
 

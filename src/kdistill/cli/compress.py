@@ -8,7 +8,7 @@ import argparse
 from pathlib import Path
 
 from . import checks
-from .common import architecture
+from .common import architecture, separator
 
 NAME = "compress"
 
@@ -32,6 +32,15 @@ def add_compression(p: argparse.ArgumentParser) -> None:
                    help="the small mimic is at most 1/N of the ensemble's size (default: 1000)")
 
 
+def add_csv_reading(p: argparse.ArgumentParser) -> None:
+    """--sep and --drop, which compress and predict share."""
+    p.add_argument("--sep", type=separator, default=None,
+                   help="field separator, e.g. ';' or '\\t' (default: sniffed from the file "
+                        "among , ; tab |)")
+    p.add_argument("--drop", action="append", default=[], metavar="COLUMN",
+                   help="leave this column out (an identifier, a leak); repeat for more")
+
+
 def _populate_compress(c: argparse.ArgumentParser) -> None:
     c.add_argument("data", help="CSV file with a header row")
     c.add_argument("--target", required=True, help="the class column")
@@ -40,6 +49,15 @@ def _populate_compress(c: argparse.ArgumentParser) -> None:
                         "selection.png (default: %(default)s)")
     c.add_argument("--nominal", nargs="+", default=None,
                    help="columns to treat as nominal (default: the non-numeric ones)")
+    add_csv_reading(c)
+    c.add_argument("--missing", choices=("category", "impute"), default="category",
+                   help="missing values: 'category' (default): a missing nominal value is a "
+                        "category of its own, a missing number an error naming the column; "
+                        "'impute': nominal columns take their most frequent training value, "
+                        "numeric ones the training mean (also when predicting)")
+    c.add_argument("--skip-baselines", action="store_true",
+                   help="skip the ANN grid and the mimic on RANDOM pseudo-data (the paper's "
+                        "baselines): faster, but no 'gain captured' in the report")
     c.add_argument("--hillclimb-fraction", type=float, default=0.2,
                    help="share of rows for ensemble selection (default: %(default)s)")
     c.add_argument("--test-fraction", type=float, default=0.2,
@@ -77,14 +95,19 @@ def run(a: argparse.Namespace) -> int:
     cfg = compression_config(a, munge_k=10)
     checks.out_dir(a.out)
     r = compress_csv(a.data, a.target, a.out, cfg, hillclimb_fraction=a.hillclimb_fraction,
-                     test_fraction=a.test_fraction, nominal=a.nominal)
-    print(f"test RMSE: ensemble {r['rmse']['ensemble']:.4f}, mimic {r['rmse']['mimic_munge']:.4f}"
-          f", single {r['rmse']['single']:.4f}, ann {r['rmse']['ann']:.4f}; mimic "
+                     test_fraction=a.test_fraction, nominal=a.nominal, sep=a.sep, drop=a.drop,
+                     missing=a.missing, skip_baselines=a.skip_baselines)
+    rmse = r["rmse"]
+    ann = f", ann {rmse['ann']:.4f}" if "ann" in rmse else ""
+    budget = "" if r["mimic_small_within_budget"] else " (over the size budget)"
+    print(f"test RMSE: ensemble {rmse['ensemble']:.4f}, mimic {rmse['mimic_munge']:.4f}"
+          f", single {rmse['single']:.4f}{ann}; mimic "
           f"{r['speedup_vs_ensemble']:.0f}x faster, {r['size_ratio_vs_ensemble']:.0f}x smaller; "
-          f"small mimic {r['rmse']['mimic_small']:.4f}, "
-          f"{r['size_ratio_vs_ensemble_small']:.0f}x smaller")
+          f"small mimic {rmse['mimic_small']:.4f}, "
+          f"{r['size_ratio_vs_ensemble_small']:.0f}x smaller{budget}")
     print(f"report: {Path(a.out) / 'report.md'}; models: {Path(a.out) / 'mimic.pt'}, "
-          f"{Path(a.out) / 'mimic-small.pt'}, {Path(a.out) / 'ensemble.joblib'}")
+          f"{Path(a.out) / 'mimic-small.pt'}, {Path(a.out) / 'ensemble.joblib'}; predict with "
+          f"kdistill predict {Path(a.out) / 'mimic.pt'} DATA.csv --out predictions.csv")
     return 0
 
 

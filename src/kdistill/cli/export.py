@@ -24,7 +24,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "model spec, tensor layout and SHA-256; no pickles) or as ONNX (dynamic "
                     "batch axis), checked against torch with onnxruntime and timed. Needs the "
                     "optional extra: pip install 'kdistill[export]'.")
-    p.add_argument("checkpoint", help="checkpoint.pt (from kdistill train / distill)")
+    p.add_argument("checkpoint", help="checkpoint.pt (from kdistill train / distill), or a "
+                                      "tabular mimic.pt (from kdistill compress)")
     p.add_argument("--format", required=True, choices=["onnx", "safetensors"])
     p.add_argument("--out", required=True, help="file to write (e.g. model.onnx)")
     p.add_argument("--dataset", nargs="?", const="digits", default=None,
@@ -67,6 +68,34 @@ def _example_inputs(a, spec: dict):
     return test.x, f"{a.dataset} test split ({len(test)} examples)"
 
 
+def _is_mimic(path: str) -> bool:
+    """A tabular mimic from kdistill compress (its own format), not a train/distill checkpoint."""
+    from ..distill.checkpoint import CheckpointError, load_checkpoint
+    from ..tabular.mimic import MIMIC_FORMAT
+
+    try:
+        return load_checkpoint(path).get("format") == MIMIC_FORMAT
+    except CheckpointError:
+        return False  # load_model says what is wrong with it
+
+
+def _export_mimic(a, out) -> int:
+    """The mimic's network (with its softmax, for ONNX), the input encoding in OUT.json."""
+    from ..distill.export import spec_path
+    from ..tabular.mimic import load_mimic
+
+    if a.dataset is not None:
+        raise ValueError("--dataset is for image models: a mimic's ONNX file is checked on "
+                         "1,000 random encoded rows")
+    load_mimic(a.checkpoint).export(out, format=a.format)
+    meta = json.loads(spec_path(out).read_text(encoding="utf-8"))
+    parts = meta if a.format == "onnx" else meta["mimic"]
+    print(json.dumps({"format": a.format, "out": str(out), "spec": str(spec_path(out)),
+                      "model": "tabular mimic", "classes": parts["classes"],
+                      "max_abs_diff": meta.get("max_abs_diff")}))
+    return 0
+
+
 def run(a) -> int:
     from ..distill import export
     from ..distill.checkpoint import load_model
@@ -77,6 +106,8 @@ def run(a) -> int:
     except ImportError as exc:
         raise ValueError(str(exc)) from None
     out = checks.out_file(a.out)
+    if _is_mimic(a.checkpoint):
+        return _export_mimic(a, out)
     model, spec = load_model(a.checkpoint)
     if a.format == "safetensors":
         meta_path = export.export_safetensors(model, spec, out)

@@ -76,11 +76,14 @@ def _split_aliases(state: dict[str, torch.Tensor]) -> tuple[dict, dict[str, str]
     return unique, aliases
 
 
-def export_safetensors(model: nn.Module, spec: dict, path: str | os.PathLike) -> Path:
+def export_safetensors(model: nn.Module, spec: dict, path: str | os.PathLike,
+                       extra: dict | None = None) -> Path:
     """Write the model's weights to `path` (safetensors) and its spec to `spec_path(path)`.
 
     The spec must rebuild this model (same keys and shapes), so the pair loads anywhere kdistill
-    and the architecture's registration are available. Returns the path of the JSON spec."""
+    and the architecture's registration are available. `extra` (plain JSON, e.g. a tabular
+    mimic's input encoding and class names) is stored in the spec beside the keys it cannot
+    replace. Returns the path of the JSON spec."""
     from safetensors.torch import save
 
     path = Path(path)
@@ -103,7 +106,7 @@ def export_safetensors(model: nn.Module, spec: dict, path: str | os.PathLike) ->
     meta = {"format": FORMAT, "format_version": _FORMAT_VERSION, "kdistill_version": __version__,
             "torch_version": torch.__version__, "model_spec": portable,
             "weights": path.name, "sha256": sha256_file(path), "tensors": got, "aliases": aliases}
-    return atomic_write_json(spec_path(path), meta)
+    return atomic_write_json(spec_path(path), {**json.loads(json.dumps(extra or {})), **meta})
 
 
 def load_safetensors(path: str | os.PathLike, device: str | torch.device = "cpu",
@@ -180,7 +183,7 @@ def _timed(fn, repeats: int) -> float:
 
 
 def _write_onnx(model: nn.Module, example: torch.Tensor, out: str, opset: int,
-                dynamo: bool) -> None:
+                dynamo: bool, output_name: str = "logits") -> None:
     quiet = logging.getLogger("torch.onnx")
     level = quiet.level
     quiet.setLevel(logging.ERROR)  # e.g. "torchvision is not installed. Skipping ..."
@@ -189,23 +192,24 @@ def _write_onnx(model: nn.Module, example: torch.Tensor, out: str, opset: int,
             warnings.simplefilter("ignore")
             if dynamo:
                 torch.onnx.export(model, (example,), out, dynamo=True, opset_version=opset,
-                                  input_names=["input"], output_names=["logits"],
+                                  input_names=["input"], output_names=[output_name],
                                   dynamic_shapes=({0: torch.export.Dim("batch")},),
                                   external_data=False, verbose=False)
             else:
                 torch.onnx.export(model, (example,), out, dynamo=False, opset_version=opset,
-                                  input_names=["input"], output_names=["logits"],
-                                  dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+                                  input_names=["input"], output_names=[output_name],
+                                  dynamic_axes={"input": {0: "batch"},
+                                                output_name: {0: "batch"}})
     finally:
         quiet.setLevel(level)
 
 
 def export_onnx(model: nn.Module, example_inputs: torch.Tensor, path: str | os.PathLike,
                 opset: int = 18, atol: float = 1e-4, repeats: int = 5, batch_size: int = 1000,
-                dynamo: bool = True) -> OnnxExport:
-    """Export to ONNX (input "input" with a dynamic batch axis, output "logits") and check it:
-    onnxruntime's logits on `example_inputs` must lie within `atol` of torch's, else the file
-    is not written and ValueError says by how much. Both runtimes are then timed on the same
+                dynamo: bool = True, output_name: str = "logits") -> OnnxExport:
+    """Export to ONNX (input "input" with a dynamic batch axis, output `output_name`) and check
+    it: onnxruntime's outputs on `example_inputs` must lie within `atol` of torch's, else the
+    file is not written and ValueError says by how much. Both runtimes are then timed on the same
     inputs in batches of `batch_size`, one thread each as torch is set (CPU)."""
     require_extra(*_ONNX_MODULES if dynamo else _ONNX_MODULES[:2])
     import onnxruntime as ort
@@ -229,7 +233,7 @@ def export_onnx(model: nn.Module, example_inputs: torch.Tensor, path: str | os.P
     result: dict = {}
 
     def write_and_check(tmp: str) -> None:
-        _write_onnx(net, x[:2], tmp, opset, dynamo)
+        _write_onnx(net, x[:2], tmp, opset, dynamo, output_name)
         session = ort.InferenceSession(tmp, options, providers=["CPUExecutionProvider"])
         name = session.get_inputs()[0].name
 
@@ -243,8 +247,8 @@ def export_onnx(model: nn.Module, example_inputs: torch.Tensor, path: str | os.P
                              f"{tuple(ref.shape)}")
         diff = float((got.double() - ref.double()).abs().max())
         if not diff <= atol:
-            raise ValueError(f"the ONNX model's logits differ from torch's by {diff:.3g} > "
-                             f"{atol:g}: not written")
+            raise ValueError(f"the ONNX model's {output_name} differ from torch's by "
+                             f"{diff:.3g} > {atol:g}: not written")
         result.update(diff=diff, torch_s=_timed(run_torch, repeats), ort_s=_timed(run_ort,
                                                                                    repeats))
 

@@ -108,6 +108,21 @@ def run(cfg: CompressionConfig, problems: tuple[str, ...] = PROBLEMS,
     return summary
 
 
+def _small_fits(r: dict) -> bool:
+    """Whether mimic_small is within the budget; results saved before the flag: the trials."""
+    if "mimic_small_within_budget" in r:
+        return bool(r["mimic_small_within_budget"])
+    trials = r.get("mimic_selection") or []
+    return not trials or any(t.get("within_budget") for t in trials)
+
+
+def _over_budget(s: dict) -> str:
+    """Problems where no candidate fit the budget (mimic_small is then the smallest)."""
+    over = [r["name"] for r in s["problems"] if not _small_fits(r)]
+    return (f" No candidate fits the budget on {', '.join(over)}: there mimic_small is the "
+            f"smallest candidate, over budget." if over else "")
+
+
 def _summarize(rows: list[dict], cfg: CompressionConfig, wall: float) -> dict:
     mean = {m: float(np.mean([r["rmse"][m] for r in rows])) for m in METHODS}
     ratios = [r["gain_captured"] for r in rows if r["gain_captured"] is not None]
@@ -246,7 +261,7 @@ def render_markdown(s: dict) -> str:
         "## Targets (issue 4)\n",
         f"- mimic_munge (the most accurate mimic): {verdict(s['targets'])}.",
         f"- mimic_small (the most accurate within the size budget): "
-        f"{verdict(s['targets_small'])}.\n",
+        f"{verdict(s['targets_small'])}.{_over_budget(s)}\n",
         "![RMSE per problem and selection trajectories](results.png)\n",
         "## Choices made on the hillclimb set\n",
         "Mimic candidates, each trained on the same labelled MUNGE transfer set:\n",

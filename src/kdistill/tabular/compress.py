@@ -37,6 +37,7 @@ from threadpoolctl import threadpool_limits
 
 from ..distill.models import check_model_size
 from ..reporting import save_figure
+from .compress_report import arch_label, plot_trajectory
 from .encoding import TabularEncoder
 from .library import ModelLibrary, WeightedEnsemble, model_size_bytes
 from .metrics import metric_score
@@ -44,13 +45,14 @@ from .mimic import MimicClassifier, build_transfer_set
 from .selection import EnsembleSelection
 
 __all__ = ["CompressionConfig", "compress_split", "gain_captured", "plot_trajectory", "METHODS",
-           "MIMICS", "ARCHITECTURES", "arch_label"]
+           "MIMICS", "BASELINES", "ARCHITECTURES", "arch_label"]
 
 _log = logging.getLogger(__name__)
 
 METHODS: tuple[str, ...] = ("single", "ensemble", "ann", "mimic_munge", "mimic_small",
                             "mimic_random")
 MIMICS: tuple[str, ...] = ("mimic_munge", "mimic_small", "mimic_random")
+BASELINES: tuple[str, ...] = ("ann", "mimic_random")  # what skip_baselines leaves out
 # Candidate architectures for the mimic and the ANN: the paper's one layer of up to 256 units,
 # and two layers, which on our problems imitate the ensemble much more closely.
 ARCHITECTURES: tuple[tuple[int, ...], ...] = ((32,), (128,), (256,), (32, 32), (64, 64),
@@ -141,14 +143,14 @@ def _rows(X: Any, n: int, seed: int) -> Any:
     return X.iloc[index].reset_index(drop=True) if isinstance(X, pd.DataFrame) else X[index]
 
 
-def _fit_ann(cfg: CompressionConfig, nominal: list[Any], X_train: Any, y_train: np.ndarray,
+def _fit_ann(cfg: CompressionConfig, enc: dict, X_train: Any, y_train: np.ndarray,
              X_hill: Any, y_hill: np.ndarray, log: Callable[[str], None]
              ) -> tuple[MimicClassifier, list[dict]]:
     """The best hard-label net over architectures x epochs, judged by hillclimb RMSE."""
     best, trials = None, []
     for hidden in cfg.ann_hidden:
         for epochs in cfg.ann_epochs:
-            ann = MimicClassifier(teacher=None, pseudo="none", nominal=nominal,
+            ann = MimicClassifier(teacher=None, pseudo="none", **enc,
                                   hidden=tuple(hidden), epochs=epochs, batch_size=128,
                                   lr=1e-3, random_state=cfg.seed).fit(X_train, y_train)
             proba = _aligned(ann, X_hill, y_train)
@@ -160,30 +162,31 @@ def _fit_ann(cfg: CompressionConfig, nominal: list[Any], X_train: Any, y_train: 
     return best[1], trials
 
 
-def _mimic(cfg: CompressionConfig, ensemble: Any, nominal: list[Any], hidden: tuple[int, ...]
+def _mimic(cfg: CompressionConfig, ensemble: Any, enc: dict, hidden: tuple[int, ...]
            ) -> MimicClassifier:
-    return MimicClassifier(teacher=ensemble, nominal=nominal, hidden=tuple(hidden),
+    """``enc``: the encoder's settings, {"nominal": ..., "missing": ...}."""
+    return MimicClassifier(teacher=ensemble, **enc, hidden=tuple(hidden),
                            epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
                            random_state=cfg.seed)
 
 
-def _fit_mimics(cfg: CompressionConfig, ensemble: Any, nominal: list[Any], X_train: Any,
+def _fit_mimics(cfg: CompressionConfig, ensemble: Any, enc: dict, X_train: Any,
                 y_train: np.ndarray, X_hill: Any, y_hill: np.ndarray, max_bytes: float,
-                timings: dict[str, float], log: Callable[[str], None]
+                timings: dict[str, float], log: Callable[[str], None], random: bool = True
                 ) -> tuple[dict[str, MimicClassifier], list[dict]]:
     """Every candidate architecture on one MUNGE transfer set; keep the best, and the best
-    within ``max_bytes``; then the best one's architecture on RANDOM pseudo-data."""
+    within ``max_bytes``; then (``random``) the best one's architecture on RANDOM pseudo-data."""
     t = time.perf_counter()
     munge = build_transfer_set(ensemble, X_train, pseudo="munge", k=cfg.munge_k, p=cfg.munge_p,
                                s=cfg.munge_s, munge_algorithm=cfg.munge_algorithm,
-                               nominal=nominal, random_state=cfg.seed)
+                               nominal=enc["nominal"], random_state=cfg.seed)
     timings["munge_label"] = time.perf_counter() - t
     log(f"  MUNGE: {len(munge.proba)} transfer rows labelled by the ensemble in "
         f"{timings['munge_label']:.0f} s")
     t = time.perf_counter()
     fitted, trials = [], []
     for hidden in cfg.mimic_hidden:
-        mimic = _mimic(cfg, ensemble, nominal, hidden).fit(X_train, transfer_set=munge)
+        mimic = _mimic(cfg, ensemble, enc, hidden).fit(X_train, transfer_set=munge)
         rmse = metric_score(y_hill, _aligned(mimic, X_hill, y_train), "rmse")
         size = _export_size(mimic)
         fitted.append(mimic)
@@ -199,14 +202,15 @@ def _fit_mimics(cfg: CompressionConfig, ensemble: Any, nominal: list[Any], X_tra
              else min(range(len(trials)), key=lambda i: trials[i]["size_bytes"]))
     for key, i in (("chosen", best), ("chosen_small", small)):
         trials[i][key] = True
-    t = time.perf_counter()
-    random = build_transfer_set(ensemble, X_train, pseudo="random", k=cfg.munge_k,
-                                nominal=nominal, random_state=cfg.seed)
-    mimic_random = _mimic(cfg, ensemble, nominal, fitted[best].hidden).fit(
-        X_train, transfer_set=random)
-    timings["mimic_random"] = time.perf_counter() - t
-    return ({"mimic_munge": fitted[best], "mimic_small": fitted[small],
-             "mimic_random": mimic_random}, trials)
+    mimics = {"mimic_munge": fitted[best], "mimic_small": fitted[small]}
+    if random:
+        t = time.perf_counter()
+        rows = build_transfer_set(ensemble, X_train, pseudo="random", k=cfg.munge_k,
+                                  nominal=enc["nominal"], random_state=cfg.seed)
+        mimics["mimic_random"] = _mimic(cfg, ensemble, enc, fitted[best].hidden).fit(
+            X_train, transfer_set=rows)
+        timings["mimic_random"] = time.perf_counter() - t
+    return mimics, trials
 
 
 def _aligned(model: Any, X: Any, y_train: np.ndarray) -> np.ndarray:
@@ -223,13 +227,25 @@ def _aligned(model: Any, X: Any, y_train: np.ndarray) -> np.ndarray:
 def compress_split(
     X_train: Any, y_train: np.ndarray, X_hill: Any, y_hill: np.ndarray, X_test: Any,
     y_test: np.ndarray, cfg: CompressionConfig, *, nominal: list[Any] | None = None,
-    out_dir: str | Path | None = None, log: Callable[[str], None] = _log.info,
+    missing: str = "category", skip_baselines: bool = False, labels: list[Any] | None = None,
+    target: str | None = None, out_dir: str | Path | None = None,
+    log: Callable[[str], None] = _log.info,
 ) -> dict:
-    """The whole pipeline on one split; with ``out_dir``, also save the models and the plot."""
+    """The whole pipeline on one split; with ``out_dir``, also save the models and the plot.
+
+    ``missing``: "category" or "impute" (:class:`TabularEncoder`); ``skip_baselines``: no ANN
+    grid and no RANDOM mimic (their entries are absent, gains None); ``labels``: the class
+    names of the integer labels, and ``target`` the target column, both stored in the saved
+    mimics so that they predict the user's labels and refuse a frame holding the target.
+    """
     cfg.validate()
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
-    encoder = TabularEncoder(nominal=nominal).fit(X_train)
+    encoder = TabularEncoder(nominal=nominal, missing=missing).fit(X_train)
+    if missing == "impute":  # MUNGE, RANDOM and the teacher see the rows the encoder sees
+        X_train, X_hill, X_test = (encoder.fill_missing(X) for X in (X_train, X_hill, X_test))
+    enc = {"nominal": encoder.nominal_, "missing": missing}
+    methods = [m for m in METHODS if not (skip_baselines and m in BASELINES)]
     Z_train, Z_hill, Z_test = (encoder.transform(X) for X in (X_train, X_hill, X_test))
     if len(np.unique(y_train)) < 2:
         raise ValueError("the training rows hold a single class; need at least two")
@@ -254,29 +270,33 @@ def compress_split(
     log(f"  selection: {len(ensemble.models)} distinct models, hillclimb RMSE "
         f"{selector.score_:.4f} (best single {library.names_[best]}: {hill_rmse[best]:.4f})")
 
-    t = time.perf_counter()
-    ann, ann_trials = _fit_ann(cfg, encoder.nominal_, X_train, y_train, X_hill, y_hill, log)
-    timings["ann"] = time.perf_counter() - t
+    nets: dict[str, MimicClassifier] = {}
+    ann_trials = None
+    if not skip_baselines:
+        t = time.perf_counter()
+        nets["ann"], ann_trials = _fit_ann(cfg, enc, X_train, y_train, X_hill, y_hill, log)
+        timings["ann"] = time.perf_counter() - t
     ensemble_bytes = ensemble.size_bytes()
-    mimics, mimic_trials = _fit_mimics(cfg, ensemble, encoder.nominal_, X_train, y_train, X_hill,
-                                       y_hill, ensemble_bytes / cfg.size_budget, timings, log)
-    log(f"  mimic: chose {list(mimics['mimic_munge'].hidden)}; within 1/{cfg.size_budget:g} of "
-        f"the ensemble's {ensemble_bytes} bytes: {list(mimics['mimic_small'].hidden)}")
+    mimics, mimic_trials = _fit_mimics(cfg, ensemble, enc, X_train, y_train, X_hill, y_hill,
+                                       ensemble_bytes / cfg.size_budget, timings, log,
+                                       random=not skip_baselines)
+    nets.update(mimics)
+    small_fits = any(t["within_budget"] for t in mimic_trials)
+    log(f"  mimic: chose {list(mimics['mimic_munge'].hidden)}; " + _budget_line(
+        small_fits, cfg.size_budget, ensemble_bytes, mimics["mimic_small"]))
 
     proba = {
         "single": P_test[best],
         "ensemble": np.tensordot(selector.weights_, P_test, axes=1),
-        "ann": _aligned(ann, X_test, y_train),
-        **{m: _aligned(mimics[m], X_test, y_train) for m in MIMICS},
+        **{m: _aligned(nets[m], X_test, y_train) for m in nets},
     }
-    test = {m: _scores(y_test, proba[m]) for m in METHODS}
+    test = {m: _scores(y_test, proba[m]) for m in methods}
 
     # Sizes: pickled scikit-learn models with the encoder, the exported file for nets.
     sizes = {
         "single": model_size_bytes((encoder, library.estimators_[best])),
         "ensemble": ensemble_bytes,
-        "ann": _export_size(ann),
-        **{m: _export_size(mimics[m]) for m in MIMICS},
+        **{m: _export_size(nets[m]) for m in nets},
     }
     # Time on encoded rows: the encoding (the same for every model) is preprocessing, as in
     # the paper's timings; the time with encoding from raw rows is reported alongside.
@@ -289,9 +309,8 @@ def compress_split(
     predict_seconds = {
         "single": _time_predict(single.predict_proba, encoded, 2),
         "ensemble": _time_predict(bare.predict_proba, encoded, 1),
-        "ann": _time_predict(ann.proba_from_encoded, ann.encoder_.transform(rows), 5),
-        **{m: _time_predict(mimics[m].proba_from_encoded, mimics[m].encoder_.transform(rows), 5)
-           for m in MIMICS},
+        **{m: _time_predict(nets[m].proba_from_encoded, nets[m].encoder_.transform(rows), 5)
+           for m in nets},
     }
     raw_seconds = {
         "encoding": _time_predict(encoder.transform, rows, 3),
@@ -299,16 +318,21 @@ def compress_split(
         "mimic_munge": _time_predict(mimics["mimic_munge"].predict_proba, rows, 3),
         "mimic_small": _time_predict(mimics["mimic_small"].predict_proba, rows, 3),
     }
-    rmse = {m: test[m]["rmse"] for m in METHODS}
+    rmse = {m: test[m]["rmse"] for m in methods}
+
+    def gain(mimic: str) -> float | None:
+        if "ann" not in rmse or mimic not in rmse:
+            return None
+        return gain_captured(rmse["ann"], rmse[mimic], rmse["ensemble"])
+
     result = {
+        "methods": methods,
         "rmse": rmse,
-        "accuracy": {m: test[m]["accuracy"] for m in METHODS},
-        "auc": {m: test[m]["roc_auc"] for m in METHODS},
-        "gain_captured": gain_captured(rmse["ann"], rmse["mimic_munge"], rmse["ensemble"]),
-        "gain_captured_small": gain_captured(rmse["ann"], rmse["mimic_small"],
-                                             rmse["ensemble"]),
-        "gain_captured_random": gain_captured(rmse["ann"], rmse["mimic_random"],
-                                              rmse["ensemble"]),
+        "accuracy": {m: test[m]["accuracy"] for m in methods},
+        "auc": {m: test[m]["roc_auc"] for m in methods},
+        "gain_captured": gain("mimic_munge"),
+        "gain_captured_small": gain("mimic_small"),
+        "gain_captured_random": gain("mimic_random"),
         "size_bytes": sizes,
         "predict_seconds_10k": {m: v * 10000 / cfg.timing_rows
                                 for m, v in predict_seconds.items()},
@@ -338,20 +362,31 @@ def compress_split(
             "best_single_hillclimb_rmse": float(hill_rmse[best]),
         },
         "ann_selection": ann_trials,
-        "ann_chosen": {"hidden": list(ann.hidden), "epochs": ann.epochs},
+        "ann_chosen": ({"hidden": list(nets["ann"].hidden), "epochs": nets["ann"].epochs}
+                       if "ann" in nets else None),
         "size_budget": cfg.size_budget,
+        "mimic_small_within_budget": small_fits,
         "mimic_selection": mimic_trials,
-        "mimic_chosen": {m: list(mimics[m].hidden) for m in MIMICS},
+        "mimic_chosen": {m: list(mimics[m].hidden) for m in mimics},
         "seconds": {k: round(v, 2) for k, v in timings.items()},
         "wall_seconds": round(time.perf_counter() - t0, 1),
     }
     if out_dir is not None:
         out = Path(out_dir)
-        mimics["mimic_munge"].export(out / "mimic.pt")
-        mimics["mimic_small"].export(out / "mimic-small.pt")
+        mimics["mimic_munge"].export(out / "mimic.pt", classes=labels, target=target)
+        mimics["mimic_small"].export(out / "mimic-small.pt", classes=labels, target=target)
         ensemble.save(out / "ensemble.joblib")
         save_figure(plot_trajectory(selector.trajectory_, hill_rmse[best]), out / "selection.png")
     return result
+
+
+def _budget_line(fits: bool, budget: float, ensemble_bytes: int, small: MimicClassifier) -> str:
+    """What the log says of mimic_small: "within budget" only when it is."""
+    if fits:
+        return (f"the best within 1/{budget:g} of the ensemble's {ensemble_bytes} bytes: "
+                f"{list(small.hidden)}")
+    return (f"no candidate is within 1/{budget:g} of the ensemble's {ensemble_bytes} bytes; "
+            f"mimic_small is the smallest, {list(small.hidden)}, over budget")
 
 
 def _export_size(model: MimicClassifier) -> int:
@@ -360,29 +395,3 @@ def _export_size(model: MimicClassifier) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         path = model.export(Path(tmp) / "m.pt")
         return path.stat().st_size
-
-
-def plot_trajectory(trajectory: np.ndarray, best_single: float, ax: Any = None,
-                    title: str = "ensemble selection on the hillclimb set"):
-    """Hillclimb RMSE after the sorted initialization and each pick, bags thin, mean thick."""
-    import matplotlib.pyplot as plt
-
-    fig = None
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(6, 4))
-    traj = np.atleast_2d(trajectory)
-    for row in traj:
-        ax.plot(row, color="C0", alpha=0.15, linewidth=0.8)
-    ax.plot(np.nanmean(traj, axis=0), color="C0", linewidth=2, label="mean over bags")
-    ax.axhline(best_single, color="k", linestyle=":", label="best single model")
-    ax.set_xlabel("step (0 = sorted initialization)")
-    ax.set_ylabel("hillclimb RMSE")
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    return fig if fig is not None else ax.figure
-
-
-def arch_label(hidden: list[int] | tuple[int, ...]) -> str:
-    """(64, 64) -> '64x64', as the reports and ``--mimic-hidden`` write architectures."""
-    return "x".join(str(h) for h in hidden)

@@ -15,26 +15,42 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from .inputs import check_table
 from .problems import (
     is_nominal_dtype,
     load_mlbench,  # noqa: F401  (distill/data.py imports it from here)
 )
 
-__all__ = ["TabularEncoder"]
+__all__ = ["TabularEncoder", "MISSING"]
+
+MISSING: tuple[str, ...] = ("category", "impute")
 
 
-def _as_frame(X: Any) -> pd.DataFrame:
+def _as_frame(X: Any, columns: list[Any] | None = None) -> pd.DataFrame:
+    """X as a DataFrame; an array takes ``columns`` (the fitted ones, in fit order) as names."""
+    X = check_table(X, "TabularEncoder")
     if isinstance(X, pd.DataFrame):
         return X
-    array = np.asarray(X)
-    if array.ndim != 2:
-        raise ValueError(f"X must be 2-D (n_samples, n_features); got shape {array.shape}")
-    return pd.DataFrame(array)
+    if columns is not None:
+        if X.shape[1] != len(columns):
+            shown = ", ".join(map(str, columns[:10])) + (", ..." if len(columns) > 10 else "")
+            raise ValueError(f"X has {X.shape[1]} features, but TabularEncoder is expecting "
+                             f"{len(columns)} features as input (columns in fit order: {shown})")
+        return pd.DataFrame(X, columns=columns)
+    return pd.DataFrame(X)
 
 
 def _plain(value: Any) -> Any:
     """A JSON-friendly Python scalar for a category value."""
     return value.item() if isinstance(value, np.generic) else value
+
+
+def _text(value: Any) -> str:
+    """How a category is compared: as text, and 3.0 as "3" (a column read as floats because it
+    has missing values must match the same column read as integers at predict time)."""
+    if isinstance(value, float | np.floating) and np.isfinite(value) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def _category_codes(values: pd.Series, categories: list[Any]) -> np.ndarray:
@@ -43,13 +59,13 @@ def _category_codes(values: pd.Series, categories: list[Any]) -> np.ndarray:
     Vectorized: a categorical column maps its few categories once and then indexes its codes,
     so encoding stays cheap next to a small network's forward pass.
     """
-    names = [str(v) for v in categories]
+    names = [_text(v) for v in categories]
     lookup = {name: i for i, name in enumerate(names)}
     if isinstance(values.dtype, pd.CategoricalDtype):
-        table = np.array([lookup.get(str(v), -1) for v in values.cat.categories] +
+        table = np.array([lookup.get(_text(v), -1) for v in values.cat.categories] +
                          [lookup.get("NA", -1)], dtype=np.int64)
         return table[values.cat.codes.to_numpy()]  # code -1 (missing) takes the last entry
-    text = values.astype(object).where(values.notna(), "NA").astype(str)
+    text = values.astype(object).where(values.notna(), "NA").map(_text)
     return pd.Index(names).get_indexer(text).astype(np.int64)
 
 
@@ -59,25 +75,31 @@ class TabularEncoder(TransformerMixin, BaseEstimator):
     ``nominal=None`` treats non-numeric and boolean columns as nominal; a list names them (labels,
     or positions for an array). A nominal column with more than ``max_categories`` distinct
     training values (an identifier, free text) cannot be encoded usefully and raises a
-    ValueError naming it. Missing nominal values become their own category; missing numeric
-    values raise. Unseen categories at transform time encode as all zeros (one-hot) or -1
-    (ordinal).
+    ValueError naming it. ``missing="category"``: missing nominal values become their own
+    category ("NA") and missing numeric values raise; ``missing="impute"``: both are filled,
+    nominal with the most frequent training value, numeric with the training mean. Unseen
+    categories at transform time encode as all zeros (one-hot) or -1 (ordinal).
+
+    ``transform`` takes a DataFrame with the fitted columns (any order, no others) or an array
+    whose columns are the fitted ones in fit order; the output is always float32, the dtype the
+    networks take.
     """
 
     def __init__(self, nominal: list[Any] | None = None, encoding: str = "onehot",
-                 max_categories: int = 50) -> None:
+                 max_categories: int = 50, missing: str = "category") -> None:
         self.nominal = nominal
         self.encoding = encoding
         self.max_categories = max_categories
+        self.missing = missing
 
     def fit(self, X: Any, y: Any = None) -> TabularEncoder:
         if self.encoding not in ("onehot", "ordinal"):
             raise ValueError(f"encoding must be 'onehot' or 'ordinal'; got {self.encoding!r}")
+        if self.missing not in MISSING:
+            raise ValueError(f"missing must be one of {MISSING}; got {self.missing!r}")
         if not isinstance(self.max_categories, int) or self.max_categories < 2:
             raise ValueError(f"max_categories must be an integer >= 2; got {self.max_categories!r}")
         frame = _as_frame(X)
-        if frame.shape[0] < 1 or frame.shape[1] < 1:
-            raise ValueError(f"X needs at least one row and one column; got {frame.shape}")
         columns = list(frame.columns)
         if self.nominal is None:
             nominal = [c for c in columns if is_nominal_dtype(frame[c].dtype)]
@@ -91,33 +113,57 @@ class TabularEncoder(TransformerMixin, BaseEstimator):
         self.categories_: dict[Any, list[Any]] = {}
         self.mean_: dict[Any, float] = {}
         self.scale_: dict[Any, float] = {}
+        self.fill_: dict[Any, Any] = {}
         for c in columns:
             values = frame[c]
             if c in self.nominal_:
-                cats = pd.unique(values.astype(object).where(values.notna(), "NA"))
-                if len(cats) > self.max_categories:
-                    raise ValueError(
-                        f"column {c!r} is not numeric and has {len(cats)} distinct values "
-                        f"(more than max_categories={self.max_categories}): cannot encode it; "
-                        f"drop it or convert it to numbers")
-                self.categories_[c] = sorted((_plain(v) for v in cats), key=str)
+                self._fit_nominal(c, values)
             else:
-                numbers = self._numeric(values, c)
-                self.mean_[c] = float(numbers.mean())
-                std = float(numbers.std())
+                numbers = self._numeric(values, c, allow_missing=self.missing == "impute")
+                known = numbers[np.isfinite(numbers)]
+                if not len(known):
+                    raise ValueError(f"column {c!r} has no values (all missing): drop it")
+                self.mean_[c] = float(known.mean())
+                std = float(known.std())
                 self.scale_[c] = std if std > 0 else 1.0
+                if self.missing == "impute":
+                    self.fill_[c] = self.mean_[c]
         self.n_features_in_ = len(columns)
         self.n_features_out_ = len(self.feature_names_out())
         return self
 
+    def _fit_nominal(self, c: Any, values: pd.Series) -> None:
+        present = values[values.notna()]
+        if self.missing == "impute":
+            if not len(present):
+                raise ValueError(f"column {c!r} has no values (all missing): drop it")
+            counts = present.astype(object).map(_text).value_counts()
+            mode = sorted(counts.index[counts == counts.max()])[0]  # ties: first as text
+            self.fill_[c] = _plain(present[present.astype(object).map(_text) == mode].iloc[0])
+            values = present
+        cats = pd.unique(values.astype(object).where(values.notna(), "NA"))
+        if len(cats) > self.max_categories:
+            raise ValueError(
+                f"column {c!r} is not numeric and has {len(cats)} distinct values "
+                f"(more than max_categories={self.max_categories}): cannot encode it; "
+                f"drop it (kdistill compress --drop COLUMN) or convert it to numbers")
+        by_text = {_text(v): _plain(v) for v in cats}  # 3.0 and 3 are one category
+        self.categories_[c] = [by_text[t] for t in sorted(by_text)]
+
     @staticmethod
-    def _numeric(values: pd.Series, column: Any) -> np.ndarray:
+    def _numeric(values: pd.Series, column: Any, allow_missing: bool = False) -> np.ndarray:
         try:
-            numbers = pd.to_numeric(values, errors="raise").to_numpy(dtype=np.float64)
+            numbers = pd.to_numeric(values, errors="raise").to_numpy(dtype=np.float64,
+                                                                      na_value=np.nan)
         except (TypeError, ValueError):
             raise ValueError(f"column {column!r} is not numeric; mark it nominal") from None
-        if not np.all(np.isfinite(numbers)):
-            raise ValueError(f"column {column!r} has missing or infinite values")
+        if np.isinf(numbers).any():
+            raise ValueError(f"column {column!r} has infinite values")
+        n_missing = int(np.isnan(numbers).sum())
+        if n_missing and not allow_missing:
+            raise ValueError(f"column {column!r} is numeric with {n_missing} missing (NaN) "
+                             f"values: fill or drop them, or impute them with the training mean "
+                             f"(missing='impute'; kdistill compress --missing impute)")
         return numbers
 
     def feature_names_out(self) -> list[str]:
@@ -125,20 +171,47 @@ class TabularEncoder(TransformerMixin, BaseEstimator):
         names: list[str] = []
         for c in self.columns_:
             if c in self.categories_ and self.encoding == "onehot":
-                names += [f"{c}={v}" for v in self.categories_[c]]
+                names += [f"{c}={_text(v)}" for v in self.categories_[c]]
             else:
                 names.append(str(c))
         return names
 
-    def transform(self, X: Any) -> np.ndarray:
+    def _frame(self, X: Any) -> pd.DataFrame:
+        """X checked against the fitted columns: none missing, none extra."""
         check_is_fitted(self, "columns_")
-        frame = _as_frame(X)
+        frame = _as_frame(X, self.columns_)
         missing = [c for c in self.columns_ if c not in frame.columns]
         if missing:
             raise ValueError(f"X lacks column {missing[0]!r} seen in fit")
+        extra = [c for c in frame.columns if c not in self.columns_]
+        if extra:
+            raise ValueError(f"X has column {extra[0]!r}, not seen in fit: drop it (the model "
+                             f"takes {len(self.columns_)} columns)")
+        return frame
+
+    def fill_missing(self, X: Any) -> pd.DataFrame:
+        """X with its missing values filled as ``transform`` fills them (``missing="impute"``);
+        the raw rows MUNGE and the teacher see then match what the encoder sees."""
+        frame = self._frame(X)
+        if not self.fill_:
+            return frame
+        filled = frame.copy()
+        for c in self.fill_:
+            filled[c] = self._filled(filled[c], c)
+        return filled
+
+    def _filled(self, values: pd.Series, c: Any) -> pd.Series:
+        if c not in self.fill_ or not values.isna().any():
+            return values
+        if c in self.categories_:
+            return values.astype(object).where(values.notna(), self.fill_[c])
+        return pd.to_numeric(values, errors="coerce").fillna(self.fill_[c])
+
+    def transform(self, X: Any) -> np.ndarray:
+        frame = self._frame(X)
         parts = []
         for c in self.columns_:
-            values = frame[c]
+            values = self._filled(frame[c], c)
             if c in self.categories_:
                 cats = self.categories_[c]
                 codes = _category_codes(values, cats)
@@ -163,6 +236,8 @@ class TabularEncoder(TransformerMixin, BaseEstimator):
             "nominal": [_plain(c) for c in self.nominal_],
             "encoding": self.encoding,
             "max_categories": self.max_categories,
+            "missing": self.missing,
+            "fill": [[_plain(c), _plain(v)] for c, v in self.fill_.items()],
             "categories": [[_plain(c), list(v)] for c, v in self.categories_.items()],
             "mean": [[_plain(c), v] for c, v in self.mean_.items()],
             "scale": [[_plain(c), v] for c, v in self.scale_.items()],
@@ -171,12 +246,14 @@ class TabularEncoder(TransformerMixin, BaseEstimator):
     @classmethod
     def from_dict(cls, state: dict) -> TabularEncoder:
         enc = cls(nominal=list(state["nominal"]), encoding=state["encoding"],
-                  max_categories=int(state["max_categories"]))
+                  max_categories=int(state["max_categories"]),
+                  missing=state.get("missing", "category"))  # older exports: no "missing"
         enc.columns_ = list(state["columns"])
         enc.nominal_ = list(state["nominal"])
         enc.categories_ = {c: list(v) for c, v in state["categories"]}
         enc.mean_ = {c: float(v) for c, v in state["mean"]}
         enc.scale_ = {c: float(v) for c, v in state["scale"]}
+        enc.fill_ = {c: v for c, v in state.get("fill", [])}
         enc.n_features_in_ = len(enc.columns_)
         enc.n_features_out_ = len(enc.feature_names_out())
         return enc

@@ -43,9 +43,11 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.neural_network import MLPClassifier
 from sklearn.svm import SVC, LinearSVC
 from sklearn.tree import DecisionTreeClassifier
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from ..files import atomic_write
+from .inputs import check_table
 
 __all__ = ["PRESETS", "model_grid", "ModelLibrary", "WeightedEnsemble", "model_size_bytes"]
 
@@ -259,7 +261,7 @@ class ModelLibrary(ClassifierMixin, BaseEstimator):
         entries = self._entries()
         self.classes_ = np.unique(y)
         if len(self.classes_) < 2:
-            raise ValueError(f"y contains a single class ({self.classes_[0]}); need at least 2")
+            raise ValueError(f"y contains one class ({self.classes_[0]}); need at least 2")
         results = Parallel(n_jobs=self.n_jobs)(
             delayed(_fit_one)(name, est, X, y) for name, est in entries)
         self.names_ = [name for name, model, _, _ in results if model is not None]
@@ -307,6 +309,7 @@ class ModelLibrary(ClassifierMixin, BaseEstimator):
         return self.predict_all(X).mean(axis=0)
 
     def predict(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "estimators_")
         return self.classes_[self.predict_proba(X).argmax(axis=1)]
 
 
@@ -316,25 +319,29 @@ def _save_npy(path: str, array: np.ndarray) -> None:
 
 
 def _check_x(X: Any, n_features: int | None = None) -> np.ndarray:
-    X = np.asarray(X, dtype=np.float64)
-    if X.ndim != 2:
-        raise ValueError(f"X must be 2-D (n_samples, n_features); got shape {X.shape}")
-    if X.shape[0] < 1:
-        raise ValueError("X has no rows")
+    X = check_table(X, "ModelLibrary")
+    try:
+        X = np.asarray(X, dtype=np.float64)
+    except ValueError:  # text; other objects raise numpy's TypeError
+        raise ValueError("X must be numeric: encode it first (TabularEncoder)") from None
     if not np.all(np.isfinite(X)):
         raise ValueError("X contains NaN or infinite values")
     if n_features is not None and X.shape[1] != n_features:
-        raise ValueError(f"X has {X.shape[1]} features; the library was fitted with {n_features}")
+        raise ValueError(f"X has {X.shape[1]} features, but ModelLibrary is expecting "
+                         f"{n_features} features as input")
     return X
 
 
 def _check_xy(X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
     X = _check_x(X)
-    y = np.asarray(y)
-    if y.ndim != 1 or len(y) != len(X):
-        raise ValueError(f"y must be 1-D with {len(X)} labels; got shape {y.shape}")
+    if y is None:
+        raise ValueError("ModelLibrary requires y to be passed, but the target y is None")
+    y = column_or_1d(y, warn=True)  # a column vector is raveled with a warning, as in sklearn
+    if len(y) != len(X):
+        raise ValueError(f"y must be 1-D with {len(X)} labels; got {len(y)}")
     if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
         raise ValueError("y contains NaN or infinite values")
+    check_classification_targets(y)  # a continuous target is not a set of classes
     return X, y
 
 

@@ -21,7 +21,13 @@ that does best on the hillclimb rows.
 
 ``export(path)`` writes the weights, the network's spec, the input encoding and the class names
 in one checkpoint (atomically); :func:`load_mimic` rebuilds a working classifier from it without
-the ensemble and without pickled code.
+the ensemble and without pickled code. A path ending in ``.onnx`` or ``.safetensors`` writes
+that format instead, with the encoding in a JSON file beside it (:mod:`.mimic_export`).
+
+A teacher that is a scikit-learn estimator and not fitted (``sklearn.base.clone`` unfits it, as
+GridSearchCV and cross_val_score do) is fitted on ``fit``'s X and y first, as a copy: a cloned
+mimic is fittable. To keep one fitted teacher across clones, wrap it in
+``sklearn.frozen.FrozenEstimator``.
 """
 
 from __future__ import annotations
@@ -36,15 +42,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.utils.validation import check_is_fitted
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.exceptions import NotFittedError
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from ..distill import methods
 from ..distill.checkpoint import CheckpointError, atomic_torch_save, load_checkpoint
 from ..distill.data import ArrayDataset
 from ..distill.models import build_model, count_parameters
 from ..distill.trainer import TrainConfig, train
-from .encoding import TabularEncoder
+from . import mimic_export
+from .encoding import MISSING, TabularEncoder
+from .inputs import check_table
 from .munge import ALGORITHMS, Munge, RandomMarginals
 
 __all__ = ["MimicClassifier", "TransferSet", "build_transfer_set", "load_mimic", "PSEUDO",
@@ -97,18 +107,21 @@ def build_transfer_set(teacher: Any, X: Any, *, pseudo: str = "munge", k: int = 
     mimic._check_params()
     if teacher is None:
         raise ValueError("a transfer set needs a teacher to label it")
-    X = _check_rows(X)
-    return mimic._labelled_transfer_set(X, TabularEncoder(nominal=nominal).fit(X).nominal_)
+    X = check_table(X, "MimicClassifier", min_rows=2)
+    nominal_ = TabularEncoder(nominal=nominal).fit(X).nominal_
+    return mimic._labelled_transfer_set(X, nominal_, mimic._fitted_teacher(X, None))
 
 
-def _check_rows(X: Any) -> Any:
-    if not isinstance(X, pd.DataFrame):
-        X = np.asarray(X)
-        if X.ndim != 2:
-            raise ValueError(f"X must be 2-D (n_samples, n_features); got shape {X.shape}")
-    if len(X) < 2:
-        raise ValueError(f"X needs at least 2 rows; got {len(X)}")
-    return X
+def _labels(y: Any, n_rows: int) -> np.ndarray:
+    """y as 1-D class labels: a column vector is raveled (with sklearn's warning), a continuous
+    target refused ("Unknown label type"), missing labels refused."""
+    y = column_or_1d(y, warn=True)
+    if len(y) != n_rows:
+        raise ValueError(f"y must be 1-D with {n_rows} labels; got {len(y)}")
+    if pd.isna(y).any():
+        raise ValueError("y contains missing values")
+    check_classification_targets(y)
+    return y
 
 
 class MimicClassifier(ClassifierMixin, BaseEstimator):
@@ -125,9 +138,12 @@ class MimicClassifier(ClassifierMixin, BaseEstimator):
       hidden: hidden layer widths (the paper: one layer of 256).
       epochs, batch_size, lr, weight_decay: Adam with a cosine schedule.
       device: ``"cpu"``, ``"cuda"`` or ``"auto"``; random_state: seeds MUNGE and the network.
+      missing: ``"category"`` or ``"impute"``, as in :class:`TabularEncoder`.
 
     Fitted attributes: ``model_`` (torch module), ``encoder_``, ``classes_``, ``n_transfer_``,
-    ``history_``, ``fit_seconds_``, ``n_features_in_``.
+    ``history_``, ``fit_seconds_``, ``n_features_in_``, ``teacher_`` (the teacher used),
+    ``target_`` (the target column a prediction frame must not hold; set by exports that know
+    it, else None).
     """
 
     def __init__(self, teacher: Any = None, pseudo: str = "munge", k: int = 10, p: float = 0.5,
@@ -135,7 +151,7 @@ class MimicClassifier(ClassifierMixin, BaseEstimator):
                  include_original: bool = True, nominal: list[Any] | None = None,
                  hidden: tuple[int, ...] = (256,), epochs: int = 30, batch_size: int = 256,
                  lr: float = 1e-3, weight_decay: float = 0.0, device: str = "cpu",
-                 random_state: int = 0) -> None:
+                 random_state: int = 0, missing: str = "category") -> None:
         self.teacher = teacher
         self.pseudo = pseudo
         self.k = k
@@ -151,10 +167,13 @@ class MimicClassifier(ClassifierMixin, BaseEstimator):
         self.weight_decay = weight_decay
         self.device = device
         self.random_state = random_state
+        self.missing = missing
 
     # ------------------------------------------------------------------------------ fit
 
     def _check_params(self) -> None:
+        if self.missing not in MISSING:
+            raise ValueError(f"missing must be one of {MISSING}; got {self.missing!r}")
         if self.pseudo not in PSEUDO:
             raise ValueError(f"pseudo must be one of {PSEUDO}; got {self.pseudo!r}")
         if self.munge_algorithm not in ALGORITHMS:
@@ -183,7 +202,24 @@ class MimicClassifier(ClassifierMixin, BaseEstimator):
         if not isinstance(wd, Real) or not np.isfinite(wd) or wd < 0:
             raise ValueError(f"weight_decay must be a finite number >= 0; got {wd!r}")
 
-    def _labelled_transfer_set(self, X: Any, nominal: list[Any]) -> TransferSet:
+    def _fitted_teacher(self, X: Any, y: Any) -> Any:
+        """The teacher, or a copy fitted on X, y when it is an unfitted estimator."""
+        teacher = self.teacher
+        if not (isinstance(teacher, BaseEstimator) and hasattr(teacher, "fit")):
+            return teacher
+        try:
+            check_is_fitted(teacher)
+            return teacher
+        except NotFittedError:
+            if y is None:
+                raise ValueError("MimicClassifier requires y to be passed, but the target y is "
+                                 "None: the teacher is not fitted (sklearn.base.clone unfits "
+                                 "it, as GridSearchCV does), so a copy is fitted on X, y; or "
+                                 "wrap the fitted teacher in sklearn.frozen.FrozenEstimator") \
+                    from None
+            return clone(teacher).fit(X, y)
+
+    def _labelled_transfer_set(self, X: Any, nominal: list[Any], teacher: Any) -> TransferSet:
         """Original rows (if asked) followed by ``k * n`` pseudo rows, labelled by the teacher;
         ``nominal`` holds the nominal column positions."""
         rows = X
@@ -195,8 +231,8 @@ class MimicClassifier(ClassifierMixin, BaseEstimator):
                 generator = RandomMarginals(self.k, random_state=self.random_state)
             pseudo = generator.fit_sample(X)
             rows = _concat(X, pseudo) if self.include_original else pseudo
-        proba = _teacher_proba(self.teacher, rows)
-        classes = np.asarray(getattr(self.teacher, "classes_", np.arange(proba.shape[1])))
+        proba = _teacher_proba(teacher, rows)
+        classes = np.asarray(getattr(teacher, "classes_", np.arange(proba.shape[1])))
         if len(classes) != proba.shape[1]:
             classes = np.arange(proba.shape[1])
         return TransferSet(rows, proba, classes, len(X) if self.include_original else 0)
@@ -210,18 +246,19 @@ class MimicClassifier(ClassifierMixin, BaseEstimator):
         """
         self._check_params()
         start = time.perf_counter()
-        X = _check_rows(X)
-        encoder = TabularEncoder(nominal=self.nominal).fit(X)
+        X = check_table(X, "MimicClassifier", min_rows=2)
+        encoder = TabularEncoder(nominal=self.nominal, missing=self.missing).fit(X)
+        if self.missing == "impute":  # MUNGE and the teacher see the rows the encoder sees
+            filled = encoder.fill_missing(X)
+            X = filled if isinstance(X, pd.DataFrame) else filled.to_numpy()
+        teacher = None
         if self.teacher is None:
             if transfer_set is not None:
                 raise ValueError("transfer_set needs a teacher-mode mimic (teacher=...)")
             if y is None:
-                raise ValueError("without a teacher, fit needs the labels y")
-            y = np.asarray(y)
-            if y.ndim != 1 or len(y) != len(X):
-                raise ValueError(f"y must be 1-D with {len(X)} labels; got shape {y.shape}")
-            if pd.isna(y).any():
-                raise ValueError("y contains missing values")
+                raise ValueError("without a teacher, MimicClassifier requires y to be passed, "
+                                 "but the target y is None")
+            y = _labels(y, len(X))
             classes, codes = np.unique(y, return_inverse=True)
             if len(classes) < 2:
                 raise ValueError(f"y contains a single class ({classes[0]}); need at least 2")
@@ -229,10 +266,11 @@ class MimicClassifier(ClassifierMixin, BaseEstimator):
             targets = None
             labels = torch.as_tensor(codes, dtype=torch.long)
         else:
-            if y is not None and len(y) != len(X):
-                raise ValueError(f"y has {len(y)} labels but X has {len(X)} rows")
+            if y is not None:
+                y = _labels(y, len(X))
             if transfer_set is None:
-                transfer_set = self._labelled_transfer_set(X, encoder.nominal_)
+                teacher = self._fitted_teacher(X, y)
+                transfer_set = self._labelled_transfer_set(X, encoder.nominal_, teacher)
             transfer, proba = transfer_set.rows, np.asarray(transfer_set.proba)
             classes = np.asarray(transfer_set.classes)
             if proba.ndim != 2 or len(proba) != len(transfer) or proba.shape[1] != len(classes):
@@ -258,6 +296,8 @@ class MimicClassifier(ClassifierMixin, BaseEstimator):
         self.model_ = result.model.cpu().eval()
         self.model_spec_ = spec
         self.encoder_ = encoder
+        self.teacher_ = teacher if teacher is not None else self.teacher
+        self.target_ = None
         self.classes_ = classes
         self.n_features_in_ = encoder.n_features_in_
         self.n_transfer_ = len(inputs)
@@ -268,7 +308,13 @@ class MimicClassifier(ClassifierMixin, BaseEstimator):
     # ------------------------------------------------------------------------------ predict
 
     def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities, columns in the order of ``classes_``. X: a DataFrame with the
+        fitted columns, or an array with them in fit order (``encoder_.columns_``)."""
         check_is_fitted(self, "model_")
+        target = getattr(self, "target_", None)
+        if target is not None and isinstance(X, pd.DataFrame) and target in X.columns:
+            raise ValueError(f"X still holds the target column {target!r}: drop it before "
+                             f"predicting")
         return self.proba_from_encoded(self.encoder_.transform(X))
 
     def proba_from_encoded(self, Z: np.ndarray) -> np.ndarray:
@@ -279,6 +325,7 @@ class MimicClassifier(ClassifierMixin, BaseEstimator):
         return proba.double().numpy()
 
     def predict(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "model_")
         return self.classes_[self.predict_proba(X).argmax(axis=1)]
 
     def n_parameters(self) -> int:
@@ -287,41 +334,69 @@ class MimicClassifier(ClassifierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------------------ export
 
-    def export(self, path: str | os.PathLike) -> Path:
-        """Write weights + spec + encoding + classes atomically; no teacher, no pickled code."""
+    def export(self, path: str | os.PathLike, *, format: str | None = None,
+               classes: list[Any] | None = None, target: str | None = None) -> Path:
+        """Write weights + spec + encoding + classes atomically; no teacher, no pickled code.
+
+        ``format`` "onnx" or "safetensors" (None: from a ``.onnx`` / ``.safetensors`` suffix)
+        writes that format with the encoding beside it in ``<path>.json``; else a torch
+        checkpoint for :func:`load_mimic`. ``classes``
+        names the classes instead of ``classes_`` (the pipeline trains on integer codes of the
+        user's labels); ``target`` is the column a prediction frame must not hold.
+        """
         check_is_fitted(self, "model_")
-        classes = [c.item() if isinstance(c, np.generic) else c for c in self.classes_]
-        return atomic_torch_save({
-            "format": MIMIC_FORMAT,
-            "model_spec": self.model_spec_,
-            "model_state": {k: v.detach().cpu() for k, v in self.model_.state_dict().items()},
-            "encoder": self.encoder_.to_dict(),
-            "classes": classes,
-        }, path)
+        names = list(self.classes_) if classes is None else list(classes)
+        if len(names) != len(self.classes_):
+            raise ValueError(f"classes names {len(names)} classes; the mimic predicts "
+                             f"{len(self.classes_)}")
+        target = target if target is not None else getattr(self, "target_", None)
+        parts = {"format": MIMIC_FORMAT, "model_spec": self.model_spec_,
+                 "encoder": self.encoder_.to_dict(),
+                 "classes": [c.item() if isinstance(c, np.generic) else c for c in names],
+                 "target": target}
+        suffix = Path(path).suffix.lower()
+        format = format or {".onnx": "onnx", ".safetensors": "safetensors"}.get(suffix, "torch")
+        if format == "onnx":
+            return mimic_export.export_onnx(self.model_, parts, path)
+        if format == "safetensors":
+            return mimic_export.export_safetensors(self.model_, parts, path)
+        state = {k: v.detach().cpu() for k, v in self.model_.state_dict().items()}
+        return atomic_torch_save({**parts, "model_state": state}, path)
 
 
 def load_mimic(path: str | os.PathLike) -> MimicClassifier:
-    """A fitted :class:`MimicClassifier` from :meth:`MimicClassifier.export`'s file.
+    """A fitted :class:`MimicClassifier` from :meth:`MimicClassifier.export`'s file (a torch
+    checkpoint, or ``.safetensors`` with its JSON spec beside it).
 
-    The result predicts; it has no teacher, so refitting it needs one (or labels).
+    The result predicts, with ``classes_`` the stored class names; it has no teacher, so
+    refitting it needs one (or labels).
     """
-    ckpt = load_checkpoint(path)
+    if Path(path).suffix.lower() == ".onnx":
+        raise CheckpointError(f"{path} is an ONNX file, for onnxruntime: load_mimic reads the "
+                              f".pt or .safetensors export")
+    if Path(path).suffix.lower() == ".safetensors":
+        model, ckpt = mimic_export.load_safetensors_parts(path)
+    else:
+        ckpt, model = load_checkpoint(path), None
     if ckpt.get("format") != MIMIC_FORMAT:
         raise CheckpointError(f"{path} is not a kdistill mimic export "
                               f"(format {ckpt.get('format')!r})")
     try:
-        model = build_model(ckpt["model_spec"])
-        model.load_state_dict(ckpt["model_state"])
+        if model is None:
+            model = build_model(ckpt["model_spec"])
+            model.load_state_dict(ckpt["model_state"])
         encoder = TabularEncoder.from_dict(ckpt["encoder"])
     except (KeyError, RuntimeError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: damaged mimic export ({str(exc)[:160]})") from None
     spec = ckpt["model_spec"]
     mimic = MimicClassifier(teacher=None, pseudo="none", nominal=encoder.nominal_,
-                            hidden=tuple(spec["hidden"]))
+                            hidden=tuple(spec["hidden"]), missing=encoder.missing)
     mimic.model_ = model.eval()
     mimic.model_spec_ = spec
     mimic.encoder_ = encoder
     mimic.classes_ = np.asarray(ckpt["classes"])
+    mimic.target_ = ckpt.get("target")
+    mimic.teacher_ = None
     mimic.n_features_in_ = encoder.n_features_in_
     mimic.n_transfer_ = None
     mimic.history_ = []

@@ -38,6 +38,8 @@ from sklearn.neighbors import NearestNeighbors
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
+from .inputs import check_table
+
 try:
     import pandas as pd
 except ImportError:  # pandas is optional
@@ -122,6 +124,7 @@ def _nominal_positions(nominal: NominalSpec, columns: list[Any] | None, n_cols: 
 
 def _encode(X: Any, nominal: NominalSpec) -> _Table:
     """Validate ``X`` and split it into continuous and nominal parts."""
+    X = check_table(X, "MUNGE", min_rows=2)  # sparse, complex, not 2-D, no columns, one row
     if _is_dataframe(X):
         columns = list(X.columns)
         dtypes = list(X.dtypes)
@@ -136,18 +139,12 @@ def _encode(X: Any, nominal: NominalSpec) -> _Table:
         numeric = False
         n_rows = X.shape[0]
     else:
-        array = np.asarray(X)
-        if array.ndim != 2:
-            raise ValueError(f"X must be 2-D (n_samples, n_features); got shape {array.shape}")
+        array = X
         columns = dtypes = None
         raw = [array[:, j] for j in range(array.shape[1])]
         numeric = array.dtype.kind in "biuf"
         n_rows = array.shape[0]
     n_cols = len(raw)
-    if n_cols == 0:
-        raise ValueError("X has no columns")
-    if n_rows < 2:
-        raise ValueError(f"X needs at least 2 rows to find neighbours; got {n_rows}")
     nom_cols = _nominal_positions(nominal, columns, n_cols)
     cont_cols = [j for j in range(n_cols) if j not in nom_cols]
 
@@ -159,16 +156,18 @@ def _encode(X: Any, nominal: NominalSpec) -> _Table:
             name = columns[j] if columns is not None else j
             raise ValueError(f"column {name!r} is not numeric; list it in nominal") from None
     if not np.all(np.isfinite(cont)):
-        raise ValueError("X contains NaN or infinite values")
+        j = cont_cols[int(np.flatnonzero(~np.isfinite(cont).all(axis=0))[0])]
+        raise ValueError(f"X contains NaN or infinite values in column "
+                         f"{columns[j] if columns is not None else j!r}")
     codes = np.empty((n_rows, len(nom_cols)), dtype=np.int64)
     categories = []
     for i, j in enumerate(nom_cols):
         values = np.asarray(raw[j])
-        if _is_missing(values).any():
-            raise ValueError("X contains NaN or missing values")
-        if pd is not None:
-            inverse, uniques = pd.factorize(values)
+        if pd is not None:  # a missing nominal value is a category of its own, swapped as one
+            inverse, uniques = pd.factorize(values, use_na_sentinel=False)
             uniques = np.asarray(uniques, dtype=values.dtype)
+        elif _is_missing(values).any():
+            raise ValueError("X contains NaN or missing nominal values (install pandas)")
         else:
             uniques, inverse = np.unique(values, return_inverse=True)
         codes[:, i] = inverse
@@ -403,7 +402,14 @@ def random_marginals(
 
 
 class RandomMarginals(BaseEstimator):
-    """RANDOM pseudo-data generator with the same ``fit``/``sample`` interface as :class:`Munge`."""
+    """RANDOM pseudo-data generator with the same ``fit``/``sample`` interface as :class:`Munge`.
+
+    Values of any kind, missing ones included, are only copied, so none is refused."""
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = tags.input_tags.string = True
+        return tags
 
     def __init__(self, k: int = 10, random_state: int | np.random.Generator | None = None) -> None:
         self.k = k
@@ -412,18 +418,7 @@ class RandomMarginals(BaseEstimator):
     def fit(self, X: Any, y: Any = None) -> RandomMarginals:
         if not isinstance(self.k, int | np.integer) or isinstance(self.k, bool) or self.k < 1:
             raise ValueError(f"k must be an integer >= 1; got {self.k!r}")
-        if _is_dataframe(X):
-            data = X
-            values = [X.iloc[:, j].to_numpy() for j in range(X.shape[1])]
-        else:
-            data = np.asarray(X)
-            if data.ndim != 2:
-                raise ValueError(f"X must be 2-D (n_samples, n_features); got shape {data.shape}")
-            values = [data[:, j] for j in range(data.shape[1])]
-        if data.shape[0] < 1 or data.shape[1] < 1:
-            raise ValueError(f"X must have at least one row and one column; got {data.shape}")
-        if any(_is_missing(np.asarray(col)).any() for col in values):
-            raise ValueError("X contains NaN or missing values")
+        data = check_table(X, "RANDOM")  # missing values are resampled like any other value
         self.data_ = data
         self.n_features_in_ = data.shape[1]
         self.rng_ = np.random.default_rng(self.random_state)

@@ -19,6 +19,7 @@ Only numpy and pandas (and ``rdata`` when an mlbench file is read): no scikit-le
 
 from __future__ import annotations
 
+import csv
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -30,8 +31,11 @@ import pandas as pd
 
 __all__ = [
     "MLBENCH_DIR", "PROBLEMS", "TabularProblem", "load_mlbench", "load_problem",
-    "split_protocol", "read_csv_problem", "check_split_sizes", "is_nominal_dtype",
+    "split_protocol", "read_csv_problem", "read_csv_frame", "sniff_separator",
+    "check_split_sizes", "is_nominal_dtype", "CSV_SEPARATORS",
 ]
+
+CSV_SEPARATORS = ",;\t|"  # what sniffing chooses among
 
 MLBENCH_DIR = Path("/usr/lib/R/site-library/mlbench/data")
 
@@ -140,13 +144,23 @@ def is_nominal_dtype(dtype: Any) -> bool:
 
 # ---------------------------------------------------------------------------------- CSV
 
-def read_csv_problem(
-    path: str | os.PathLike, target: str
-) -> tuple[pd.DataFrame, np.ndarray, list[str]]:
-    """Inputs, integer labels and class names from a CSV file with a header row.
+def sniff_separator(path: str | os.PathLike) -> str:
+    """The field separator of a CSV file: csv.Sniffer on its first 64 KiB (whole lines), among
+    :data:`CSV_SEPARATORS`; "," when it cannot tell (one column, or no consistent choice)."""
+    with open(path, encoding="utf-8", errors="replace", newline="") as fh:
+        sample = fh.read(65536)
+    if "\n" in sample.rstrip("\r\n"):
+        sample = sample[:sample.rstrip("\r\n").rfind("\n")]  # no half line at the end
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=CSV_SEPARATORS).delimiter
+    except csv.Error:
+        return ","
 
-    Classes are the target's distinct values sorted as text; rows with a missing target raise.
-    """
+
+def read_csv_frame(path: str | os.PathLike, sep: str | None = None,
+                   drop: tuple[str, ...] | list[str] = ()) -> tuple[pd.DataFrame, str]:
+    """A CSV file with a header row as a DataFrame, and the separator used (``sep``, or
+    sniffed when None); the ``drop`` columns removed (each must be there)."""
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"{path} is a folder, not a CSV file")
@@ -154,15 +168,61 @@ def read_csv_problem(
         raise FileNotFoundError(f"CSV file not found: {path}")
     if path.stat().st_size == 0:
         raise ValueError(f"{path} is empty: need a header row and data rows")
+    if sep is not None and len(sep) != 1:
+        raise ValueError(f"the separator must be one character; got {sep!r}")
+    sep = sniff_separator(path) if sep is None else sep
     try:
-        frame = pd.read_csv(path)
+        frame = pd.read_csv(path, sep=sep)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path}: cannot parse as CSV ({str(exc).splitlines()[0]})") from None
     if len(frame) == 0:
         raise ValueError(f"{path} has a header row but no data rows")
+    for column in drop:
+        if column not in frame.columns:
+            raise ValueError(f"column to drop {column!r} not in {path.name} "
+                             f"({_columns_text(frame, sep)})")
+    return frame.drop(columns=list(drop)), sep
+
+
+def _columns_text(frame: pd.DataFrame, sep: str) -> str:
+    shown = ", ".join(map(str, list(frame.columns)[:20]))
+    return f"columns: {shown}; separator {sep!r}"
+
+
+def _class_labels(labels: pd.Series, target: str) -> tuple[list[Any], np.ndarray]:
+    """Classes and integer codes: numbers sorted as numbers (1, 2, 10), text as text."""
+    if pd.api.types.is_bool_dtype(labels.dtype):
+        values = labels.to_numpy(dtype=bool)
+    elif pd.api.types.is_numeric_dtype(labels.dtype):
+        values = labels.to_numpy(dtype=np.float64)
+        odd = values[~np.isfinite(values) | (values != np.round(values))]
+        if len(odd):
+            raise ValueError(f"target column {target!r} holds non-integer numbers (such as "
+                             f"{odd[0]:g}): a continuous target; compress needs class labels")
+        values = values.astype(np.int64)
+    else:
+        values = labels.astype(str).to_numpy()
+    classes, y = np.unique(values, return_inverse=True)
+    return [c.item() if isinstance(c, np.generic) else c for c in classes], y.astype(np.int64)
+
+
+def read_csv_problem(
+    path: str | os.PathLike, target: str, sep: str | None = None,
+    drop: tuple[str, ...] | list[str] = (),
+) -> tuple[pd.DataFrame, np.ndarray, list[Any]]:
+    """Inputs, integer labels and class names from a CSV file with a header row.
+
+    ``sep``: the field separator (None: sniffed); ``drop``: columns to leave out. Classes are
+    the target's distinct values, numbers kept as numbers and sorted as numbers, anything else
+    sorted as text; rows with a missing target, and a target with fractional numbers, raise.
+    """
+    path = Path(path)
+    if target in drop:
+        raise ValueError(f"cannot drop the target column {target!r}")
+    frame, sep = read_csv_frame(path, sep, drop)
     if target not in frame.columns:
-        shown = ", ".join(map(str, list(frame.columns)[:20]))
-        raise ValueError(f"target column {target!r} not in {path.name} (columns: {shown})")
+        raise ValueError(f"target column {target!r} not in {path.name} "
+                         f"({_columns_text(frame, sep)})")
     labels = frame[target]
     if labels.isna().any():
         raise ValueError(f"target column {target!r} has {int(labels.isna().sum())} missing "
@@ -173,9 +233,7 @@ def read_csv_problem(
     for column in X.columns:  # NaN is a missing value the encoder fills; inf is not
         if pd.api.types.is_float_dtype(X[column]) and np.isinf(X[column].to_numpy()).any():
             raise ValueError(f"column {column!r} of {path.name} holds inf values")
-    text = labels.astype(str)
-    classes = sorted(text.unique())
+    classes, y = _class_labels(labels, target)
     if len(classes) < 2:
         raise ValueError(f"target column {target!r} has a single class ({classes[0]!r})")
-    y = text.map({c: i for i, c in enumerate(classes)}).to_numpy(dtype=np.int64)
     return X, y, classes
