@@ -346,6 +346,16 @@ FLAG_CASES += [
       "size_budget"),
 ]
 
+TEXT_FLAGS = [("--dataset", "imdb", "imdb"), ("--labels-per-class", "0", "labels_per_class"),
+              ("--draws", "0", "draws"), ("--seeds", "1", "1", "seeds"),
+              ("-T", "0", "temperature"), ("--articles-per-class", "2", "articles_per_class"),
+              ("--validation-fraction", "0.75", "fractions"), ("--crops", "-1", "crops"),
+              ("--head-weight-decays", "-1", "head_weight_decays"),
+              ("--buckets", "0", "buckets"), ("--lr", "nan", "lr")]
+FLAG_CASES += [C(f"text{'='.join(case[:-1])}", ["reproduce", "text", "--out", "{out}",
+                                                  "--report-dir", "{out}/r", *case[:-1]],
+                 case[-1]) for case in TEXT_FLAGS]
+
 REPRO_COMMON = [("--dataset", "nope", "nope"), ("--dataset", "{fx}/missing.npz", "missing"),
                 ("--lr", "nan", "lr"), ("--batch-size", "0", "batch_size"),
                 ("--seed", "-1", "seed"), ("--bogus", "1", "unrecognized")]

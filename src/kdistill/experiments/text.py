@@ -61,8 +61,8 @@ class TextConfig:
     draws: int = setting(3, "draws of the labelled subset per K")
     seeds: tuple[int, ...] = setting((0, 1, 2), "student seeds per draw")
     split_seed: int = setting(0, "seed of the stratified train / validation / test split")
-    validation_fraction: float = 0.1
-    test_fraction: float = 0.2
+    validation_fraction: float = setting(0.1, "share of each topic held out for choosing settings")
+    test_fraction: float = setting(0.2, "share of each topic held out for the test")
     max_length: int = setting(256, "teacher tokens per article")
     crops: int = setting(2, "paragraph crops per training article for the augmented student")
     crop_max_length: int = setting(128, "teacher tokens per crop")
@@ -83,7 +83,6 @@ class TextConfig:
     progress: bool = True
     fresh: bool = False
     report_dir: str | None = None
-    seed: int = 0  # unused: `seeds` and `split_seed` say which seeds run
 
     def validate(self) -> None:
         if not self.labels_per_class or min(self.labels_per_class) < 1:
