@@ -206,6 +206,9 @@ def provenance_lines(r: dict) -> list[str]:
             f"- torch {r['torch']}, python {r['python']}",
             f"- seeds: {r['seeds']}; every figure is the last epoch (no early stopping, nothing "
             "chosen on the test set)",
+            "- a run repeated with the same seed on the same CPU is bit-identical (resumed or "
+            "not); on another processor a rerun of the digits reproduction differed by up to "
+            "one test error per cell (floating-point reduction order)",
             f"- wall time of this invocation: {r['wall_seconds']:.0f} s; training time summed "
             f"over all runs, including earlier resumed invocations: {r['compute_seconds']:.0f} s",
             f"- data: {r['data_source']}\n"]
