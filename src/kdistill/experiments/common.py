@@ -30,8 +30,8 @@ from ..files import atomic_write_json, atomic_write_text
 from ..reporting import jsonable, save_figure
 
 __all__ = ["fit_run", "split_validation", "ms_per_1000", "jsonable", "write_outputs",
-           "write_reports", "mlp_spec", "provenance_lines", "build_config", "train_config",
-           "Recipe"]
+           "write_reports", "over_seeds_results", "mlp_spec", "provenance_lines", "build_config",
+           "train_config", "Recipe"]
 
 _log = logging.getLogger(__name__)
 
@@ -142,6 +142,17 @@ def fit_run(name: str, spec: dict, data: ArrayDataset, test_data: ArrayDataset |
         if key in result.history[-1]:
             row[f"{prefix}_accuracy_curve"] = [r[key] for r in result.history]
     return result.model, row
+
+
+def over_seeds_results(runs: list[dict], seeds: list[int], cfg, t_start: float) -> dict:
+    """A multi-seed experiment's result dict: the first seed's run (its curves and single-seed
+    keys), then the seeds, the config, this invocation's wall time and the training time summed
+    over every seed's runs."""
+    results = dict(runs[0])
+    results.update(seeds=seeds, config=jsonable(dataclasses.asdict(cfg)),
+                   wall_seconds=round(time.perf_counter() - t_start, 1),
+                   compute_seconds=round(sum(r["compute_seconds"] for r in runs), 1))
+    return results
 
 
 def split_validation(data: ArrayDataset, size: int, seed: int) -> tuple[ArrayDataset,

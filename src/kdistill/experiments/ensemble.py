@@ -37,9 +37,9 @@ from .common import (
     Recipe,
     build_config,
     fit_run,
-    jsonable,
     mlp_spec,
     ms_per_1000,
+    over_seeds_results,
     split_validation,
     train_config,
     write_reports,
@@ -155,12 +155,8 @@ def run(cfg: EnsembleConfig, log: Callable[[str], None] = _log.info) -> dict:
     splits = load_dataset(cfg.dataset, cfg.data_dir, cfg.download)
     seeds = list(cfg.seeds or (cfg.seed,))
     runs = [_run_one(dataclasses.replace(cfg, seed=s), splits, log) for s in seeds]
-    results = dict(runs[0])
+    results = over_seeds_results(runs, seeds, cfg, t_start)
     results.update(over_seeds(runs))
-    results["seeds"] = seeds
-    results["config"] = jsonable(dataclasses.asdict(cfg))
-    results["wall_seconds"] = round(time.perf_counter() - t_start, 1)
-    results["compute_seconds"] = round(sum(r["compute_seconds"] for r in runs), 1)
     write_reports(results, cfg, render_markdown, plot)
     return results
 

@@ -4,7 +4,7 @@ control and the ensemble of its own seed."""
 
 from __future__ import annotations
 
-from .seeds import interval, mean_sd, paired
+from .seeds import mean_sd, mean_sd_interval, paired
 
 __all__ = ["over_seeds"]
 
@@ -25,10 +25,7 @@ def over_seeds(runs: list[dict]) -> dict:
     for key in ("gain_recovered", "gain_recovered_vs_member_mean"):
         values = [r[key] for r in runs]
         out[f"{key}_per_seed"] = values
-        ok = None not in values
-        out[f"{key}_mean"] = mean_sd(values)[0] if ok else None
-        out[f"{key}_sd"] = mean_sd(values)[1] if ok else None
-        out[f"{key}_interval"] = interval(values) if ok else None
+        out[f"{key}_mean"], out[f"{key}_sd"], out[f"{key}_interval"] = mean_sd_interval(values)
     distilled = [r["distilled_accuracy"] for r in runs]
     out["distilled_minus"] = {
         other: paired(distilled, [r[f"{other}_accuracy"] for r in runs])

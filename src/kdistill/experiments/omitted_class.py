@@ -38,8 +38,8 @@ from . import setting
 from .common import (
     build_config,
     fit_run,
-    jsonable,
     mlp_spec,
+    over_seeds_results,
     provenance_lines,
     train_config,
     write_reports,
@@ -149,16 +149,12 @@ def run(cfg: OmittedClassConfig, log: Callable[[str], None] = _log.info) -> dict
     t_start = time.perf_counter()
     seeds = list(cfg.seeds or (cfg.seed,))
     runs = [_run_one(dataclasses.replace(cfg, seed=s), splits, log) for s in seeds]
-    results = dict(runs[0])
+    results = over_seeds_results(runs, seeds, cfg, t_start)
     results["over_seeds"] = {case: _over_seeds([r["cases"][case] for r in runs])
                              for case in runs[0]["cases"]}
     results.update(results["over_seeds"]["omit"])
     results["per_seed"] = [{case: {k: c[k] for k in _SEED_CELLS} for case, c in r["cases"].items()}
                            for r in runs]
-    results["seeds"] = seeds
-    results["config"] = jsonable(dataclasses.asdict(cfg))
-    results["wall_seconds"] = round(time.perf_counter() - t_start, 1)
-    results["compute_seconds"] = round(sum(r["compute_seconds"] for r in runs), 1)
     write_reports(results, cfg, render_markdown, plot)
     return results
 

@@ -10,7 +10,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["mean_sd", "t_quantile", "interval", "paired", "best_on_validation", "summarize"]
+__all__ = ["mean_sd", "t_quantile", "interval", "paired", "best_on_validation", "summarize",
+           "mean_sd_interval"]
 
 # Two-sided 95% quantiles of Student's t for 1..30 degrees of freedom (t_{0.975, df}).
 _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
@@ -69,3 +70,12 @@ def summarize(values: Sequence[float]) -> dict:
     """{"mean", "sd", "per_seed"} of one cell's values over seeds."""
     mean, sd = mean_sd(values)
     return {"mean": mean, "sd": sd, "per_seed": [float(x) for x in values]}
+
+
+def mean_sd_interval(values: Sequence[float | None]) -> tuple:
+    """(mean, sd, 95% interval) of per-seed values; all None when a seed has no value (e.g. a
+    share of a gap that did not exist for that seed)."""
+    if any(v is None for v in values):
+        return None, None, None
+    mean, sd = mean_sd(values)
+    return mean, sd, interval(values)

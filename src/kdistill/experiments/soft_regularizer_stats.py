@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from .seeds import interval, mean_sd, paired
+from .seeds import mean_sd, mean_sd_interval, paired
 
 __all__ = ["over_seeds", "curve_point"]
 
@@ -28,10 +28,8 @@ def over_seeds(runs: list[dict]) -> dict:
                           ("_from_validation_stop", "hard_validation_stop_accuracy")):
         gaps = [_gap(r, hard_key=hard_key) for r in runs]
         out[f"gap_recovered{tag}_per_seed"] = gaps
-        ok = None not in gaps
-        out[f"gap_recovered{tag}_mean"] = mean_sd(gaps)[0] if ok else None
-        out[f"gap_recovered{tag}_sd"] = mean_sd(gaps)[1] if ok else None
-        out[f"gap_recovered{tag}_interval"] = interval(gaps) if ok else None
+        (out[f"gap_recovered{tag}_mean"], out[f"gap_recovered{tag}_sd"],
+         out[f"gap_recovered{tag}_interval"]) = mean_sd_interval(gaps)
     soft = [r["soft_final_accuracy"] for r in runs]
     out["soft_minus_hard_final"] = paired(soft, [r["hard_final_accuracy"] for r in runs])
     out["soft_minus_hard_validation_stop"] = paired(

@@ -125,8 +125,7 @@ def latency(cfg, data, tokenizer, encoder, cells: dict, out: Path, log) -> dict:
     k = min(cfg.labels_per_class)
     name = best_student(cfg, cells, k)
     saved = out / "models" / f"k{k}-d0-s{cfg.seeds[0]}-{name}.safetensors"
-    student = load_safetensors(saved)
-    student = (student[0] if isinstance(student, tuple) else student).eval()
+    student = load_safetensors(saved)[0]
     torch.manual_seed(0)  # timing does not depend on the weights: an untrained copy
     emb_student = build_model({"name": "bag-of-ngrams", "buckets": cfg.buckets, "dim": 128,
                                "out_features": encoder.dim}).eval()
