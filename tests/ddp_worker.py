@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 
 import torch
 import torch.distributed as dist
@@ -28,9 +29,18 @@ TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--np
             "2"]
 
 
-def launch(args: list[str], timeout: float = 600) -> subprocess.CompletedProcess:
+GLOO_TEARDOWN_ABORT = "terminate called without an active exception"
+
+
+def launch(args: list[str], timeout: float = 600, done_dir: str | None = None
+           ) -> subprocess.CompletedProcess:
     """torchrun with 2 processes, one thread each, over loopback; fails the calling test with
-    the tails of both streams (each rank's traceback is in them) if it does not exit 0."""
+    the tails of both streams (each rank's traceback is in them) if it does not exit 0.
+
+    With `done_dir`, a worker that wrote `done-rank<r>` for both ranks after its last collective
+    has finished all its work: a C++ abort of gloo's threads while the processes exit (seen
+    once in CI, not reproducible here in 12 loaded runs) is then a warning, not a failure, as
+    the test's assertions are on the files the ranks wrote."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo",
            "PYTHONUNBUFFERED": "1"}
     try:
@@ -39,6 +49,12 @@ def launch(args: list[str], timeout: float = 600) -> subprocess.CompletedProcess
     except subprocess.TimeoutExpired as exc:
         raise AssertionError(f"torchrun ran past {timeout} s\nstdout: {tail(exc.stdout)}\n"
                              f"stderr: {tail(exc.stderr)}") from None
+    finished = done_dir is not None and all(
+        os.path.exists(os.path.join(done_dir, f"done-rank{r}")) for r in (0, 1))
+    if proc.returncode != 0 and finished and GLOO_TEARDOWN_ABORT in proc.stderr:
+        warnings.warn(f"torchrun exit {proc.returncode} after both ranks finished: gloo "
+                      f"aborted in teardown\n{tail(proc.stderr, 1000)}", stacklevel=2)
+        return proc
     assert proc.returncode == 0, (f"torchrun exit {proc.returncode}\nstdout: "
                                   f"{tail(proc.stdout)}\nstderr: {tail(proc.stderr)}")
     return proc
@@ -123,4 +139,7 @@ if __name__ == "__main__":
                        out_dir=sys.argv[1] + "/run", log=lambda s: None)
         if dist.get_rank() == 0:
             torch.save(result.model.state_dict(), sys.argv[1] + "/ddp_weights.pt")
+    dist.barrier()  # every rank's files are written: the work is done
+    with open(f"{sys.argv[1]}/done-rank{dist.get_rank()}", "w") as fh:
+        fh.write("done\n")
     dist.destroy_process_group()

@@ -107,7 +107,8 @@ def test_bad_input_under_torchrun_is_refused_before_joining(args, words, tmp_pat
 def test_two_process_resume_restores_each_ranks_rng(tmp_path):
     """Dropout differs per rank: crashed in epoch 2 and resumed, every rank continues with its
     own RNG state and the weights equal an uninterrupted 2-process run bit for bit."""
-    ddp_worker.launch([str(HERE / "ddp_worker.py"), str(tmp_path), "resume"])
+    ddp_worker.launch([str(HERE / "ddp_worker.py"), str(tmp_path), "resume"],
+                      done_dir=str(tmp_path))
     weights = torch.load(tmp_path / "resume_weights.pt")
     for name, w in weights["ref"].items():
         assert torch.equal(w, weights["resumed"][name]), name

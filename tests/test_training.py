@@ -189,7 +189,8 @@ def test_two_process_ddp_matches_one_process(tmp_path):
 
     single = train(ddp_worker.fresh_model(), ddp_worker.problem(), ddp_worker.config(),
                    augment=Jitter(1), **QUIET)
-    ddp_worker.launch([str(Path(__file__).parent / "ddp_worker.py"), str(tmp_path)])
+    ddp_worker.launch([str(Path(__file__).parent / "ddp_worker.py"), str(tmp_path)],
+                      done_dir=str(tmp_path))
     ddp = torch.load(tmp_path / "ddp_weights.pt")
     for name, w in single.model.state_dict().items():
         assert torch.allclose(w, ddp[name], atol=1e-5), name
