@@ -1,0 +1,250 @@
+"""kdistill's tabular compression side by side with AutoGluon, on the five UCI problems.
+
+    bash benchmarks/peers/setup_autogluon.sh               # AutoGluon in its own virtualenv
+    python benchmarks/peers/vs_autogluon.py                # every problem, then the report
+    python benchmarks/peers/vs_autogluon.py --problems dna satellite   # a part, resumable
+
+Per problem, on the reproduction's own split (`kdistill reproduce model-compression`: 4,000
+train, 1,000 hillclimb, the rest test, seed 0):
+  1. kdistill: the library, ensemble selection, MUNGE and the mimics (`compress_split`
+     without the ANN grid and the RANDOM baseline), and two plain scikit-learn baselines on the
+     same encoded rows: `HistGradientBoostingClassifier` and an `MLPClassifier` with the
+     mimic's hidden widths. Saved in `<out>/<problem>/kdistill.json`.
+  2. AutoGluon (`autogluon_side.py`, run by the AutoGluon virtualenv's python): `fit` on the
+     train rows with the hillclimb rows as its tuning data, then `distill`, with the time
+     limits kdistill spent on the matching stages (library + selection; MUNGE labelling + mimic
+     training), one CPU. Its test probabilities come back as .npy files and are scored here
+     with kdistill's own metric functions, so every system is scored by the same code.
+"Best" models are AutoGluon's choices on its validation scores (never the test rows). Latency
+is the best of repeated calls on 10,000 raw test rows (preprocessing included: kdistill's
+from-raw-rows figures), one thread, in ms per 1,000 rows. Bytes: kdistill's saved files;
+AutoGluon's model folders that the model needs (its base models for an ensemble).
+Writes `docs/results/model-compression/vs-autogluon.{json,md}`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from threadpoolctl import threadpool_limits
+
+from kdistill.files import atomic_write_json, atomic_write_text
+from kdistill.reporting import jsonable, markdown_table, provenance
+from kdistill.tabular.compress import CompressionConfig, compress_split
+from kdistill.tabular.encoding import TabularEncoder
+from kdistill.tabular.metrics import metric_score
+from kdistill.tabular.problems import PROBLEMS, load_problem, split_protocol
+
+HERE = Path(__file__).resolve().parent
+SYSTEMS = ("kdistill_ensemble", "kdistill_mimic", "kdistill_mimic_small", "autogluon_best",
+           "autogluon_distilled_best", "hgb", "mlp")
+FIELDS = ("accuracy", "rmse", "ms_per_1000", "bytes", "fit_seconds")
+_log = logging.getLogger("vs_autogluon")
+
+
+def scores(y: np.ndarray, proba: np.ndarray) -> dict:
+    return {"accuracy": metric_score(y, proba, "accuracy"), "rmse": metric_score(y, proba, "rmse")}
+
+
+def best_seconds(predict, rows, repeats: int) -> float:
+    """Best wall time of `repeats` calls with one thread (torch and BLAS)."""
+    with threadpool_limits(limits=1):
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            predict(rows)
+            best = min(best, time.perf_counter() - start)
+    return best
+
+
+def _parts(name: str, seed: int):
+    problem = load_problem(name)
+    tr, hi, te = split_protocol(len(problem.y), *problem.protocol, seed)
+
+    def part(idx):
+        return problem.X.iloc[idx].reset_index(drop=True), problem.y[idx]
+    return problem, part(tr), part(hi), part(te)
+
+
+def kdistill_side(name: str, seed: int, work: Path) -> dict:
+    """The pipeline and the two scikit-learn baselines on one problem (saved, resumable)."""
+    path = work / "kdistill.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    t0 = time.perf_counter()
+    problem, (Xtr, ytr), (Xhi, yhi), (Xte, yte) = _parts(name, seed)
+    cfg = CompressionConfig(n_jobs=1, seed=seed)
+    res = compress_split(Xtr, ytr, Xhi, yhi, Xte, yte, cfg, nominal=problem.nominal,
+                         skip_baselines=True, out_dir=work / "kdistill", log=_log.info)
+    s, raw = res["seconds"], res["predict_seconds_10k_from_raw_rows"]
+    ensemble_fit = s["library_fit"] + s["selection"]
+    mimic_fit = s["munge_label"] + s["mimic_candidates"]
+    row = {f"kdistill_{k}": {"accuracy": res["accuracy"][m], "rmse": res["rmse"][m],
+                             "ms_per_1000": raw[m] * 100, "bytes": res["size_bytes"][m],
+                             "fit_seconds": fit}
+           for k, m, fit in (("ensemble", "ensemble", ensemble_fit),
+                             ("mimic", "mimic_munge", ensemble_fit + mimic_fit),
+                             ("mimic_small", "mimic_small", ensemble_fit + mimic_fit))}
+    row.update(_sklearn_baselines(problem, Xtr, ytr, Xte, yte, res["mimic_chosen"]["mimic_munge"],
+                                  seed))
+    out = {"problem": name, "systems": row, "budgets": {"fit": ensemble_fit, "distill": mimic_fit},
+           "mimic_hidden": res["mimic_chosen"], "rows": res["rows"],
+           "members": res["selection"]["members"], "seconds": time.perf_counter() - t0}
+    atomic_write_json(path, jsonable(out))
+    return out
+
+
+def _sklearn_baselines(problem, Xtr, ytr, Xte, yte, hidden, seed: int) -> dict:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.pipeline import make_pipeline
+
+    from kdistill.tabular.library import model_size_bytes
+
+    rows = Xte.iloc[:10000]
+    out = {}
+    for key, model in (("hgb", HistGradientBoostingClassifier(random_state=seed)),
+                       ("mlp", MLPClassifier(tuple(hidden), max_iter=200, random_state=seed))):
+        pipe = make_pipeline(TabularEncoder(nominal=problem.nominal), model)
+        t = time.perf_counter()
+        with threadpool_limits(limits=1):
+            pipe.fit(Xtr, ytr)
+        fit = time.perf_counter() - t
+        out[key] = {**scores(yte, pipe.predict_proba(Xte)),
+                    "ms_per_1000": best_seconds(pipe.predict_proba, rows, 3) * 1e6 / len(rows),
+                    "bytes": model_size_bytes(pipe), "fit_seconds": fit}
+    return out
+
+
+def autogluon_side(name: str, seed: int, work: Path, python: str, kd: dict) -> dict:
+    """AutoGluon's fit and distill in its own virtualenv, scored here on its probabilities."""
+    path = work / "autogluon.json"
+    if not path.is_file():
+        problem, (Xtr, ytr), (Xhi, yhi), (Xte, yte) = _parts(name, seed)
+        for part, (X, y) in (("train", (Xtr, ytr)), ("hill", (Xhi, yhi)), ("test", (Xte, yte))):
+            X.assign(label=y).to_csv(work / f"{part}.csv", index=False)
+        atomic_write_json(work / "budget.json", {**kd["budgets"], "seed": seed,
+                                                 "nominal": problem.nominal})
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        subprocess.run([python, str(HERE / "autogluon_side.py"), str(work)], check=True, env=env)
+    ag = json.loads(path.read_text())
+    y = _parts(name, seed)[3][1]
+    systems = {}
+    for key in ("autogluon_best", "autogluon_distilled_best"):
+        m = ag[key]
+        proba = np.load(work / f"proba-{m['model']}.npy")
+        systems[key] = {**scores(y, proba), **{f: m[f] for f in ("ms_per_1000", "bytes",
+                                                                 "fit_seconds")},
+                        "model": m["model"]}
+    return {"systems": systems, "version": ag["version"], "leaderboard": ag["leaderboard"],
+            "seconds": ag["seconds"]}
+
+
+def assemble(rows: list[dict], version: str, args) -> dict:
+    mean = {s: {f: float(np.mean([r["systems"][s][f] for r in rows])) for f in FIELDS}
+            for s in SYSTEMS}
+    out = {"problems": [{"name": r["problem"], **r["systems"], "budgets": r["budgets"],
+                         "mimic_hidden": r["mimic_hidden"]} for r in rows],
+           "mean": mean, "autogluon_version": version, "seed": args.seed,
+           **provenance(),
+           "compute_seconds": {r["problem"]: {"kdistill": round(r["seconds"], 1),
+                                              "autogluon": round(r["autogluon_seconds"], 1)}
+                               for r in rows}}
+    out["wall_seconds"] = round(sum(sum(v.values()) for v in out["compute_seconds"].values()), 1)
+    out["goals"] = _goals(out)
+    return out
+
+
+def _goals(out: dict) -> dict:
+    probs = out["problems"]
+    mimic_vs_ag_distilled = [p["kdistill_mimic"]["accuracy"] - p["autogluon_distilled_best"]
+                             ["accuracy"] for p in probs]
+    mean = out["mean"]
+    return {
+        "mimic_at_least_autogluon_distilled_on_every_problem": all(
+            d >= 0 for d in mimic_vs_ag_distilled),
+        "mimic_minus_autogluon_distilled_accuracy": mimic_vs_ag_distilled,
+        "mimic_minus_autogluon_best_accuracy_mean_points": 100 * (
+            mean["kdistill_mimic"]["accuracy"] - mean["autogluon_best"]["accuracy"]),
+        "latency_autogluon_best_over_mimic": [p["autogluon_best"]["ms_per_1000"]
+                                              / p["kdistill_mimic"]["ms_per_1000"] for p in probs],
+    }
+
+
+def render(out: dict) -> str:
+    lines = ["# kdistill vs AutoGluon on five UCI problems", "",
+             f"AutoGluon {out['autogluon_version']}; {out['hardware']}; seed {out['seed']}; "
+             f"`{out['command']}`, {out['wall_seconds']:.0f} s of one-CPU compute summed over the "
+             "problems and both sides. Test accuracy (%), RMSE of "
+             "the probabilities, ms per 1,000 raw rows (one thread), bytes on disk, fit "
+             "seconds (one CPU). One seed: no interval.", ""]
+    header = ["problem", "system", "accuracy %", "RMSE", "ms / 1,000", "bytes", "fit s"]
+    body = []
+    for p in [*out["problems"], {"name": "mean", **out["mean"]}]:
+        for s in SYSTEMS:
+            v = p[s]
+            body.append([p["name"], s, f"{100 * v['accuracy']:.2f}", f"{v['rmse']:.4f}",
+                         f"{v['ms_per_1000']:.2f}", f"{v['bytes']:,.0f}",
+                         f"{v['fit_seconds']:.0f}"])
+    lines += [markdown_table(header, body), ""]
+    g = out["goals"]
+    every = g["mimic_at_least_autogluon_distilled_on_every_problem"]
+    diffs = ", ".join(f"{100 * d:+.2f}" for d in g["mimic_minus_autogluon_distilled_accuracy"])
+    vs_best = g["mimic_minus_autogluon_best_accuracy_mean_points"]
+    lines += ["Goals:",
+              f"- mimic ≥ AutoGluon's best distilled student on every problem: "
+              f"{'met' if every else 'MISSED'} (differences, points: {diffs})",
+              f"- mimic within 0.5 points of AutoGluon's best on average: {vs_best:+.2f} points "
+              f"({'met' if vs_best >= -0.5 else 'MISSED'})",
+              "- latency of AutoGluon's best over the mimic's: "
+              + ", ".join(f"{r:.0f}×" for r in g["latency_autogluon_best_over_mimic"]), ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--problems", nargs="+", default=list(PROBLEMS), choices=PROBLEMS)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="runs/vs-autogluon")
+    p.add_argument("--autogluon-python", default=str(HERE / ".venv-autogluon" / "bin" / "python"))
+    p.add_argument("--report-dir", default="docs/results/model-compression")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if not Path(args.autogluon_python).is_file():
+        print(f"error: no AutoGluon python at {args.autogluon_python}: run "
+              "benchmarks/peers/setup_autogluon.sh", file=sys.stderr)
+        return 2
+    torch.set_num_threads(1)
+    rows, version = [], ""
+    for name in args.problems:
+        work = Path(args.out) / f"seed{args.seed}" / name
+        work.mkdir(parents=True, exist_ok=True)
+        _log.info(f"{name}: kdistill")
+        kd = kdistill_side(name, args.seed, work)
+        _log.info(f"{name}: AutoGluon with {kd['budgets']['fit']:.0f} s to fit and "
+                  f"{kd['budgets']['distill']:.0f} s to distill")
+        ag = autogluon_side(name, args.seed, work, args.autogluon_python, kd)
+        kd["systems"].update(ag["systems"])
+        kd["autogluon_seconds"] = ag["seconds"]
+        version = ag["version"]
+        rows.append(kd)
+    if set(args.problems) == set(PROBLEMS):
+        out = assemble(rows, version, args)
+        report = Path(args.report_dir)
+        atomic_write_json(report / "vs-autogluon.json", jsonable(out))
+        atomic_write_text(report / "vs-autogluon.md", render(out))
+        print(render(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
