@@ -8,7 +8,8 @@ import pytest
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
-from kdistill.tabular.munge import Munge, RandomMarginals, munge, random_marginals
+from kdistill.tabular.munge import Munge, munge
+from kdistill.tabular.random_marginals import RandomMarginals, random_marginals
 
 
 def mixed_data(n: int = 40, seed: int = 0) -> np.ndarray:

@@ -23,7 +23,8 @@ from sklearn.tree import DecisionTreeClassifier
 from kdistill.tabular.encoding import TabularEncoder
 from kdistill.tabular.library import ModelLibrary
 from kdistill.tabular.mimic import MimicClassifier
-from kdistill.tabular.munge import Munge, RandomMarginals
+from kdistill.tabular.munge import Munge
+from kdistill.tabular.random_marginals import RandomMarginals
 
 if tuple(int(p) for p in sklearn.__version__.split(".")[:2]) < (1, 6):
     pytest.skip("expected_failed_checks needs scikit-learn >= 1.6", allow_module_level=True)

@@ -55,7 +55,8 @@ from ..distill.trainer import TrainConfig, train
 from . import mimic_export
 from .encoding import MISSING, TabularEncoder
 from .inputs import check_table
-from .munge import ALGORITHMS, Munge, RandomMarginals
+from .munge import ALGORITHMS, Munge
+from .random_marginals import RandomMarginals
 
 __all__ = ["MimicClassifier", "TransferSet", "build_transfer_set", "load_mimic", "PSEUDO",
            "MIMIC_FORMAT"]

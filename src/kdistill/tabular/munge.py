@@ -1,4 +1,5 @@
-"""Pseudo-data for model compression: MUNGE and the RANDOM baseline (Bucila et al. 2006, §2).
+"""Pseudo-data for model compression: MUNGE (Bucila et al. 2006, §2); RANDOM is in
+:mod:`kdistill.tabular.random_marginals`.
 
 MUNGE (Algorithm 1, SPEC §7.2) makes ``k`` perturbed copies of the training set. In each round
 every example ``e`` of the copy ``T'`` finds its nearest neighbour ``e'`` in ``T'`` and, for each
@@ -385,59 +386,6 @@ class Munge(BaseEstimator):
                 conts.append(cont)
                 codes.append(code)
         return self.table_.decode(np.vstack(conts), np.vstack(codes))
-
-    def fit_sample(self, X: Any, y: Any = None) -> Any:
-        return self.fit(X).sample()
-
-
-def random_marginals(
-    X: Any, k: int = 10, random_state: int | np.random.Generator | None = None
-) -> Any:
-    """RANDOM baseline: ``k * n`` rows, each column drawn independently from its training values.
-
-    A non-parametric bootstrap of every marginal; all dependence between columns is lost, which
-    is why the paper finds it too diffuse.
-    """
-    return RandomMarginals(k, random_state).fit_sample(X)
-
-
-class RandomMarginals(BaseEstimator):
-    """RANDOM pseudo-data generator with the same ``fit``/``sample`` interface as :class:`Munge`.
-
-    Values of any kind, missing ones included, are only copied, so none is refused."""
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = tags.input_tags.string = True
-        return tags
-
-    def __init__(self, k: int = 10, random_state: int | np.random.Generator | None = None) -> None:
-        self.k = k
-        self.random_state = random_state
-
-    def fit(self, X: Any, y: Any = None) -> RandomMarginals:
-        if not isinstance(self.k, int | np.integer) or isinstance(self.k, bool) or self.k < 1:
-            raise ValueError(f"k must be an integer >= 1; got {self.k!r}")
-        data = check_table(X, "RANDOM")  # missing values are resampled like any other value
-        self.data_ = data
-        self.n_features_in_ = data.shape[1]
-        self.rng_ = np.random.default_rng(self.random_state)
-        return self
-
-    def sample(self) -> Any:
-        """``k * n`` rows; row indices drawn independently per column."""
-        check_is_fitted(self, "data_")
-        n, d = self.data_.shape
-        rows = self.rng_.integers(0, n, size=(self.k * n, d))
-        if _is_dataframe(self.data_):
-            return pd.DataFrame(
-                {
-                    label: self.data_.iloc[rows[:, j], j].reset_index(drop=True)
-                    for j, label in enumerate(self.data_.columns)
-                },
-                columns=self.data_.columns,
-            )
-        return self.data_[rows, np.arange(d)]
 
     def fit_sample(self, X: Any, y: Any = None) -> Any:
         return self.fit(X).sample()
