@@ -77,8 +77,14 @@ def test_run_writes_the_summary(tmp_path, monkeypatch) -> None:
         assert p["computed_by"]
     mean = {m: np.mean([p["rmse"][m] for p in saved["problems"]]) for m in tc.METHODS}
     expected = tc.gain_captured(mean["ann"], mean["mimic_munge"], mean["ensemble"])
+    noise = saved["mean_gain_noise"]
+    assert noise["gain"] == pytest.approx(np.mean([p["gain_noise"]["gain"]
+                                                   for p in saved["problems"]]))
+    if noise["ci95"][0] <= 0:  # the mean gain within the noise: no share shown
+        expected = None
     assert saved["mean_gain_captured"] == (None if expected is None
                                            else pytest.approx(expected))
+    assert saved["metric"] == "rmse"
     for key in ("speedup_vs_ensemble", "size_ratio_vs_ensemble", "command", "hardware",
                 "seeds", "wall_seconds"):
         assert key in saved
@@ -160,11 +166,19 @@ def test_cli_compress_end_to_end(tmp_path, capsys) -> None:
     write_csv(tmp_path / "d.csv")
     out = tmp_path / "out"
     code = main(["compress", str(tmp_path / "d.csv"), "--target", "label", "--out", str(out),
-                 *QUICK_FLAGS])
+                 *QUICK_FLAGS, "--metric", "log-loss"])
     stdout = capsys.readouterr().out
     assert code == 0 and "mimic" in stdout
+    assert "library: model 1 of" in stdout and "mimic: candidate 2 of 2" in stdout  # progress
     report = json.loads((out / "report.json").read_text())
     assert report["classes"] == ["neg", "pos"] and report["rows"]["train"] == 120
+    assert report["metric"] == "log_loss" and report["config"]["metric"] == "log_loss"
+    assert report["gain_noise"]["metric"] == "log_loss"
+    assert f"test log-loss: ensemble {report['log_loss']['ensemble']:.4f}" in stdout
+    md = (out / "report.md").read_text()
+    assert "**log-loss** (`--metric`)" in md
+    assert ("gain within noise" in md) == (report["gain_captured_reason"] or "").startswith(
+        "gain within noise")
     for name in ("mimic.pt", "ensemble.joblib", "report.md", "selection.png"):
         assert (out / name).is_file()
 
@@ -175,6 +189,7 @@ def test_cli_compress_end_to_end(tmp_path, capsys) -> None:
     ("too-few-rows", ["too few rows"]),
     ("no-file", ["not found"]),
     ("bad-fraction", ["fraction"]),
+    ("bad-metric", ["--metric", "unknown metric 'f2'", "log-loss, roc-auc"]),
 ])
 def test_cli_compress_bad_input_is_one_line_and_exit_2(tmp_path, capsys, case, words) -> None:
     path = tmp_path / "d.csv"
@@ -190,6 +205,9 @@ def test_cli_compress_bad_input_is_one_line_and_exit_2(tmp_path, capsys, case, w
     elif case == "bad-fraction":
         write_csv(path)
         extra = ["--test-fraction", "0.9"]
+    elif case == "bad-metric":
+        write_csv(path)
+        extra = ["--metric", "f2"]
     out = tmp_path / "out"
     code = main(["compress", str(path), "--target", target, "--out", str(out), *QUICK_FLAGS,
                  *extra])
@@ -209,3 +227,137 @@ def test_cli_reproduce_model_compression_rejects_unknown_problem(tmp_path, capsy
                  str(tmp_path / "rep")])
     one_line_exit_2(code, capsys.readouterr().err, "unknown problem 'adult'")
     assert not (tmp_path / "rep").exists()
+
+
+# ------------------------------------------------ issue 14, part 4: honest reports
+
+def split_parts() -> list[tuple[pd.DataFrame, np.ndarray]]:
+    X, y = synthetic()
+    return [(X.iloc[a:b].reset_index(drop=True), y[a:b]) for a, b in
+            ((0, 120), (120, 180), (180, 240))]
+
+
+def report_of(r: dict) -> str:
+    from kdistill.tabular.compress_report import render_report
+
+    return render_report({**r, "data": "d.csv", "target": "label", "classes": ["neg", "pos"],
+                          "command": "kdistill compress d.csv", "hardware": "cpu",
+                          "total_wall_seconds": 1.0})
+
+
+def test_metric_chooses_everything_and_the_gain_follows_the_noise_rule(tmp_path, caplog) -> None:
+    from sklearn.metrics import accuracy_score, log_loss
+
+    from kdistill.tabular.gain import bootstrap_gain, gain_verdict
+
+    parts = split_parts()
+    lines: list[str] = []
+    with caplog.at_level("INFO", logger="kdistill"):
+        r = tc.compress_split(*parts[0], *parts[1], *parts[2],
+                              tc.CompressionConfig(**QUICK, metric="accuracy"),
+                              out_dir=tmp_path, log=lines.append)
+    (X_hill, y_hill), (X_test, y_test) = parts[1], parts[2]
+    ensemble = joblib.load(tmp_path / "ensemble.joblib")
+    mimic = load_mimic(tmp_path / "mimic.pt")
+    assert r["metric"] == "accuracy" and r["selection"]["metric"] == "accuracy"
+    # the selection's hillclimb score is the saved ensemble's accuracy on the hillclimb rows
+    assert r["selection"]["hillclimb_score"] == pytest.approx(
+        accuracy_score(y_hill, ensemble.predict_proba(X_hill).argmax(axis=1)))
+    # the mimic kept is the candidate with the best hillclimb accuracy, which it has
+    trials = r["mimic_selection"]
+    best = max(trials, key=lambda t: t["hillclimb_score"])
+    assert r["mimic_chosen"]["mimic_munge"] == best["hidden"]
+    assert best["hillclimb_score"] == pytest.approx(
+        accuracy_score(y_hill, mimic.predict(X_hill)))
+    assert r["log_loss"]["ensemble"] == pytest.approx(
+        log_loss(y_test, ensemble.predict_proba(X_test)))
+    worse = r["selection"]["hillclimb_score"] < r["selection"]["best_single_hillclimb_score"]
+    assert r["selection"]["worse_than_best_single"] == worse == bool(r["warnings"])
+    # the gain captured is shown exactly when the interval of the gain lies above 0
+    noise = r["gain_noise"]
+    assert noise["metric"] == "accuracy" and noise["gain"] == pytest.approx(
+        r["accuracy"]["ensemble"] - r["accuracy"]["ann"])
+    shown = noise["ci95"][0] > 0
+    assert (r["gain_captured"] is not None) == shown
+    assert (r["gain_captured_reason"] is None) == shown
+    if shown:
+        assert r["gain_captured"] == pytest.approx(tc.gain_captured(
+            r["accuracy"]["ann"], r["accuracy"]["mimic_munge"], r["accuracy"]["ensemble"],
+            "accuracy"))
+    # progress of every long step: the library (logging), labelling, each candidate, the ANN
+    library_lines = [rec.getMessage() for rec in caplog.records
+                     if rec.name == "kdistill.tabular.library"]
+    assert library_lines[0].startswith("  library: model 1 of ")
+    assert any(line.startswith("  MUNGE labelling: model 1 of ") for line in lines)
+    assert sum(line.startswith("  mimic: candidate ") for line in lines) == 2
+    assert any(line.startswith("  ann: trial 1 of 1") for line in lines)
+    md = report_of(r)
+    assert "**accuracy** (`--metric`)" in md and "95% interval" in md
+
+    # a hand-built tiny gain in the same report: no share, and "gain within noise" instead
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 400)
+    p_ann = np.clip(np.where(y == 1, 0.7, 0.3) + 0.25 * rng.standard_normal(400), 0.06, 0.94)
+    p_ens = p_ann + 0.01 * np.where(y == 1, 1, -1) * np.where(np.arange(400) % 2, 1, -0.9)
+    tiny = bootstrap_gain(y, p_ens, p_ann, "rmse")
+    assert tiny["ci95"][0] < 0 < tiny["ci95"][1]
+    _, reason = gain_verdict(tiny)
+    md = report_of({**r, "metric": "rmse", "gain_noise": tiny, "gain_captured": None,
+                    "gain_captured_small": None, "gain_captured_reason": reason})
+    assert "No share of the ensemble's gain is reported: gain within noise" in md
+    assert "kept by the mimic" not in md and "of the gain and" not in md
+
+
+class WorstSelection:
+    """All weight on the library model worst on the hillclimb rows."""
+
+    def __init__(self, metric: str, **_: object) -> None:
+        self.metric = metric
+
+    def fit(self, P: np.ndarray, y: np.ndarray) -> WorstSelection:
+        scores = np.array([metric_score(y, p, self.metric) for p in P])
+        worst = int(np.argmax(scores) if self.metric == "rmse" else np.argmin(scores))
+        self.weights_ = np.eye(len(P))[worst]
+        self.score_ = float(scores[worst])
+        self.trajectory_ = np.array([[self.score_]])
+        return self
+
+
+def test_a_warning_when_the_ensemble_loses_to_its_best_single_model(monkeypatch, caplog) -> None:
+    monkeypatch.setattr(tc, "EnsembleSelection", WorstSelection)
+    parts = split_parts()
+    with caplog.at_level("WARNING", logger="kdistill"):
+        r = tc.compress_split(*parts[0], *parts[1], *parts[2], tc.CompressionConfig(**QUICK),
+                              skip_baselines=True, log=lambda _: None)
+    assert r["selection"]["worse_than_best_single"]
+    assert r["selection"]["hillclimb_score"] > r["selection"]["best_single_hillclimb_score"]
+    warned = [rec for rec in caplog.records if rec.levelname == "WARNING"]
+    assert len(warned) == 1 and "worse on the hillclimb rows than its best single model" in \
+        warned[0].getMessage() and r["selection"]["best_single"] in warned[0].getMessage()
+    assert r["warnings"] == [warned[0].getMessage()]
+    assert f"**Warning:** {r['warnings'][0]}." in report_of(r)
+    assert r["gain_captured"] is None and r["gain_captured_reason"].startswith("baselines")
+
+
+def test_mean_gain_of_the_reproduction_follows_the_noise_rule() -> None:
+    def row(name: str, ann: float, ens: float, mimic: float, noise: dict | None) -> dict:
+        scores = {"single": ens, "ensemble": ens, "ann": ann, "mimic_munge": mimic,
+                  "mimic_small": mimic, "mimic_random": mimic}
+        return {"name": name, "rmse": scores, "gain_noise": noise}
+
+    clear = [row("a", 0.30, 0.20, 0.22, {"metric": "rmse", "gain": 0.10, "se": 0.01}),
+             row("b", 0.20, 0.18, 0.19, {"metric": "rmse", "gain": 0.02, "se": 0.01})]
+    g = mc._mean_gains(clear, "rmse")
+    # means: ann 0.25, ensemble 0.19, mimic 0.205 -> (0.25 - 0.205) / (0.25 - 0.19) = 0.75
+    assert g["mean_gain_captured"] == pytest.approx(0.75)
+    assert g["mean_gain_noise"]["se"] == pytest.approx(np.sqrt(2) * 0.01 / 2)
+    noisy = [row("a", 0.30, 0.299, 0.29, {"metric": "rmse", "gain": 0.001, "se": 0.002}),
+             row("b", 0.20, 0.199, 0.19, {"metric": "rmse", "gain": 0.001, "se": 0.002})]
+    g = mc._mean_gains(noisy, "rmse")
+    assert g["mean_gain_captured"] is None and g["mean_gain_captured_small"] is None
+    assert g["mean_gain_captured_reason"].startswith("gain within noise")
+    old = [row("a", 0.30, 0.20, 0.22, None), clear[1]]  # saved before the noise estimate
+    g = mc._mean_gains(old, "rmse")
+    assert g["mean_gain_captured"] == pytest.approx(0.75)
+    assert g["mean_gain_captured_reason"] == ("noise not assessed: results saved before the "
+                                              "noise estimate for a")

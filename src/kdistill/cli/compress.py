@@ -13,10 +13,25 @@ from .common import architecture, separator
 NAME = "compress"
 
 
+def metric(text: str) -> str:
+    """--metric: rmse, accuracy, log-loss or roc-auc (log_loss, roc_auc also)."""
+    from ..tabular.gain import check_metric
+
+    try:
+        return check_metric(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def add_compression(p: argparse.ArgumentParser) -> None:
     """The pipeline settings both commands take (unset: CompressionConfig's defaults)."""
     from ..tabular.library import PRESETS
 
+    p.add_argument("--metric", type=metric, default=None,
+                   help="metric of the ensemble selection and of every choice on the "
+                        "hillclimb rows (best single model, ANN, mimic architecture) and of the "
+                        "gain captured: rmse (the paper's, the default), accuracy, log-loss, "
+                        "roc-auc (multiclass: one-vs-rest macro average)")
     p.add_argument("--preset", choices=PRESETS, default=None,
                    help="model library: default (~290 models, the default), small (~40), tiny")
     p.add_argument("--n-jobs", type=int, default=None, help="joblib workers (default: 2)")
@@ -82,7 +97,8 @@ def compression_config(a: argparse.Namespace, **defaults):
 
     given = {"preset": a.preset, "n_jobs": a.n_jobs, "munge_k": a.munge_k,
              "mimic_hidden": tuple(a.mimic_hidden) if a.mimic_hidden else None,
-             "epochs": a.mimic_epochs, "size_budget": a.size_budget, "seed": a.seed}
+             "epochs": a.mimic_epochs, "size_budget": a.size_budget, "seed": a.seed,
+             "metric": a.metric}
     cfg = model_compression.config_from(**{**defaults, **{k: v for k, v in given.items()
                                                           if v is not None}})
     cfg.validate()
@@ -97,13 +113,18 @@ def run(a: argparse.Namespace) -> int:
     r = compress_csv(a.data, a.target, a.out, cfg, hillclimb_fraction=a.hillclimb_fraction,
                      test_fraction=a.test_fraction, nominal=a.nominal, sep=a.sep, drop=a.drop,
                      missing=a.missing, skip_baselines=a.skip_baselines)
-    rmse = r["rmse"]
-    ann = f", ann {rmse['ann']:.4f}" if "ann" in rmse else ""
+    from ..tabular.compress import SCORE_KEYS
+    from ..tabular.compress_report import METRIC_NAMES
+
+    score = r[SCORE_KEYS[r["metric"]]]
+    ann = f", ann {score['ann']:.4f}" if "ann" in score else ""
     budget = "" if r["mimic_small_within_budget"] else " (over the size budget)"
-    print(f"test RMSE: ensemble {rmse['ensemble']:.4f}, mimic {rmse['mimic_munge']:.4f}"
-          f", single {rmse['single']:.4f}{ann}; mimic "
+    gain = (f"; gain captured {r['gain_captured']:.2f}" if r["gain_captured"] is not None
+            else f"; no gain captured ({r['gain_captured_reason'].split(':')[0]})")
+    print(f"test {METRIC_NAMES[r['metric']]}: ensemble {score['ensemble']:.4f}, mimic "
+          f"{score['mimic_munge']:.4f}, single {score['single']:.4f}{ann}{gain}; mimic "
           f"{r['speedup_vs_ensemble']:.0f}x faster, {r['size_ratio_vs_ensemble']:.0f}x smaller; "
-          f"small mimic {rmse['mimic_small']:.4f}, "
+          f"small mimic {score['mimic_small']:.4f}, "
           f"{r['size_ratio_vs_ensemble_small']:.0f}x smaller{budget}")
     print(f"report: {Path(a.out) / 'report.md'}; models: {Path(a.out) / 'mimic.pt'}, "
           f"{Path(a.out) / 'mimic-small.pt'}, {Path(a.out) / 'ensemble.joblib'}; predict with "

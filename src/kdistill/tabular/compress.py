@@ -3,21 +3,25 @@
 :func:`compress_split`, per problem (SPEC §6-§7):
   1. a library of scikit-learn models (:mod:`kdistill.tabular.library`) on the training rows;
   2. ensemble selection (:mod:`kdistill.tabular.selection`) on the hillclimb rows, optimizing
-     RMSE, with sorted initialization, replacement, bagging and the best prefix; the best single
-     model is also chosen on the hillclimb rows;
+     ``cfg.metric`` (RMSE, the paper's, by default; accuracy, log-loss or ROC AUC), with sorted
+     initialization, replacement, bagging and the best prefix; the best single model is also
+     chosen on the hillclimb rows, and a warning logged when it beats the ensemble there;
   3. the "ANN" baseline: the best net trained on the training rows' hard labels, architecture
-     and epochs chosen on the hillclimb rows;
+     and epochs chosen on the hillclimb rows (by ``cfg.metric``, as every choice below);
   4. MUNGE pseudo-data plus the training rows, labelled once by the ensemble; on it, one mimic
      net per candidate architecture. Two are kept, both chosen on the hillclimb rows:
      ``mimic_munge``, the best of all, and ``mimic_small``, the best of those whose export is at
      most ``1 / size_budget`` of the ensemble's size (the deployment constraint: "1000x
      smaller"). ``mimic_random`` is mimic_munge's architecture on RANDOM pseudo-data;
-  5. test RMSE, accuracy and AUC of all of them, model sizes in bytes and the time to predict
-     10,000 rows on one thread.
+  5. test RMSE, accuracy, AUC and log-loss of all of them, model sizes in bytes and the time
+     to predict 10,000 rows on one thread; the gain captured, shown only where the ensemble's
+     gain over the ANN is beyond the test rows' noise (:mod:`kdistill.tabular.gain`).
 
-The test rows choose nothing. This is library code a notebook can call; the reproduction over
-the paper's problems is :mod:`kdistill.experiments.model_compression`, a CSV file is
-:mod:`kdistill.tabular.compress_csv`. Torch comes in only through :mod:`.mimic`.
+The test rows choose nothing. Long steps log their progress (model i of n, elapsed). This is
+library code a notebook can call; the reproduction over the paper's problems is
+:mod:`kdistill.experiments.model_compression`, a CSV file is
+:mod:`kdistill.tabular.compress_csv`. Torch comes in only through :mod:`.mimic` (the nets are
+in :mod:`.compress_nets`).
 """
 
 from __future__ import annotations
@@ -37,15 +41,17 @@ from threadpoolctl import threadpool_limits
 
 from ..distill.models import check_model_size
 from ..reporting import save_figure
+from .compress_nets import aligned, export_size, fit_ann, fit_mimics
 from .compress_report import arch_label, plot_trajectory
 from .encoding import TabularEncoder
+from .gain import better, bootstrap_gain, check_metric, gain_captured, gain_verdict
 from .library import ModelLibrary, WeightedEnsemble, model_size_bytes
 from .metrics import metric_score
-from .mimic import MimicClassifier, build_transfer_set
+from .mimic import MimicClassifier
 from .selection import EnsembleSelection
 
 __all__ = ["CompressionConfig", "compress_split", "gain_captured", "plot_trajectory", "METHODS",
-           "MIMICS", "BASELINES", "ARCHITECTURES", "arch_label"]
+           "MIMICS", "BASELINES", "ARCHITECTURES", "SCORE_KEYS", "arch_label"]
 
 _log = logging.getLogger(__name__)
 
@@ -81,8 +87,11 @@ class CompressionConfig:
     ann_epochs: tuple[int, ...] = (40, 160)
     timing_rows: int = 10000
     seed: int = 0
+    metric: str = "rmse"               # selection and every choice on the hillclimb rows
 
     def validate(self) -> None:
+        """Raise ValueError on a bad setting; normalizes ``metric`` ('log-loss' -> 'log_loss')."""
+        self.metric = check_metric(self.metric)
         for name in ("n_jobs", "selection_bags", "selection_max_iter", "munge_k",
                      "epochs", "batch_size", "timing_rows"):
             if not 1 <= getattr(self, name) <= 2 ** 31 - 1:
@@ -109,16 +118,13 @@ class CompressionConfig:
             raise ValueError("ann_hidden and ann_epochs must not be empty")
 
 
-def gain_captured(ann: float, mimic: float, ensemble: float) -> float | None:
-    """(ann - mimic) / (ann - ensemble): the share of the ensemble's gain the mimic keeps."""
-    if ann - ensemble <= 0:
-        return None
-    return (ann - mimic) / (ann - ensemble)
+# result key of each metric's test scores
+SCORE_KEYS = {"rmse": "rmse", "accuracy": "accuracy", "roc_auc": "auc", "log_loss": "log_loss"}
 
 
 def _scores(y: np.ndarray, proba: np.ndarray) -> dict:
-    """RMSE (the paper's metric, on the class-1 column for binary), accuracy and AUC."""
-    return {m: metric_score(y, proba, m) for m in ("rmse", "accuracy", "roc_auc")}
+    """RMSE (the paper's metric, on the class-1 column for binary), accuracy, AUC, log-loss."""
+    return {m: metric_score(y, proba, m) for m in SCORE_KEYS}
 
 
 def _time_predict(predict: Callable[[Any], Any], rows: Any, repeats: int) -> float:
@@ -141,87 +147,6 @@ def _rows(X: Any, n: int, seed: int) -> Any:
     """``n`` rows drawn (with replacement) from X, for timing."""
     index = np.random.default_rng(seed).integers(0, len(X), n)
     return X.iloc[index].reset_index(drop=True) if isinstance(X, pd.DataFrame) else X[index]
-
-
-def _fit_ann(cfg: CompressionConfig, enc: dict, X_train: Any, y_train: np.ndarray,
-             X_hill: Any, y_hill: np.ndarray, log: Callable[[str], None]
-             ) -> tuple[MimicClassifier, list[dict]]:
-    """The best hard-label net over architectures x epochs, judged by hillclimb RMSE."""
-    best, trials = None, []
-    for hidden in cfg.ann_hidden:
-        for epochs in cfg.ann_epochs:
-            ann = MimicClassifier(teacher=None, pseudo="none", **enc,
-                                  hidden=tuple(hidden), epochs=epochs, batch_size=128,
-                                  lr=1e-3, random_state=cfg.seed).fit(X_train, y_train)
-            proba = _aligned(ann, X_hill, y_train)
-            rmse = metric_score(y_hill, proba, "rmse")
-            trials.append({"hidden": list(hidden), "epochs": epochs, "hillclimb_rmse": rmse})
-            if best is None or rmse < best[0]:
-                best = (rmse, ann)
-    log(f"  ann: chose {list(best[1].hidden)} x {best[1].epochs} epochs on the hillclimb set")
-    return best[1], trials
-
-
-def _mimic(cfg: CompressionConfig, ensemble: Any, enc: dict, hidden: tuple[int, ...]
-           ) -> MimicClassifier:
-    """``enc``: the encoder's settings, {"nominal": ..., "missing": ...}."""
-    return MimicClassifier(teacher=ensemble, **enc, hidden=tuple(hidden),
-                           epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
-                           random_state=cfg.seed)
-
-
-def _fit_mimics(cfg: CompressionConfig, ensemble: Any, enc: dict, X_train: Any,
-                y_train: np.ndarray, X_hill: Any, y_hill: np.ndarray, max_bytes: float,
-                timings: dict[str, float], log: Callable[[str], None], random: bool = True
-                ) -> tuple[dict[str, MimicClassifier], list[dict]]:
-    """Every candidate architecture on one MUNGE transfer set; keep the best, and the best
-    within ``max_bytes``; then (``random``) the best one's architecture on RANDOM pseudo-data."""
-    t = time.perf_counter()
-    munge = build_transfer_set(ensemble, X_train, pseudo="munge", k=cfg.munge_k, p=cfg.munge_p,
-                               s=cfg.munge_s, munge_algorithm=cfg.munge_algorithm,
-                               nominal=enc["nominal"], random_state=cfg.seed)
-    timings["munge_label"] = time.perf_counter() - t
-    log(f"  MUNGE: {len(munge.proba)} transfer rows labelled by the ensemble in "
-        f"{timings['munge_label']:.0f} s")
-    t = time.perf_counter()
-    fitted, trials = [], []
-    for hidden in cfg.mimic_hidden:
-        mimic = _mimic(cfg, ensemble, enc, hidden).fit(X_train, transfer_set=munge)
-        rmse = metric_score(y_hill, _aligned(mimic, X_hill, y_train), "rmse")
-        size = _export_size(mimic)
-        fitted.append(mimic)
-        trials.append({"hidden": list(hidden), "hillclimb_rmse": rmse, "size_bytes": size,
-                       "within_budget": bool(size <= max_bytes),
-                       "fit_seconds": round(mimic.fit_seconds_, 2)})
-        log(f"  mimic {list(hidden)}: hillclimb RMSE {rmse:.4f}, {size} bytes")
-    timings["mimic_candidates"] = time.perf_counter() - t
-    best = min(range(len(trials)), key=lambda i: trials[i]["hillclimb_rmse"])
-    within = [i for i, r in enumerate(trials) if r["within_budget"]]
-    # Nothing fits the budget: the smallest candidate, flagged in the trials.
-    small = (min(within, key=lambda i: trials[i]["hillclimb_rmse"]) if within
-             else min(range(len(trials)), key=lambda i: trials[i]["size_bytes"]))
-    for key, i in (("chosen", best), ("chosen_small", small)):
-        trials[i][key] = True
-    mimics = {"mimic_munge": fitted[best], "mimic_small": fitted[small]}
-    if random:
-        t = time.perf_counter()
-        rows = build_transfer_set(ensemble, X_train, pseudo="random", k=cfg.munge_k,
-                                  nominal=enc["nominal"], random_state=cfg.seed)
-        mimics["mimic_random"] = _mimic(cfg, ensemble, enc, fitted[best].hidden).fit(
-            X_train, transfer_set=rows)
-        timings["mimic_random"] = time.perf_counter() - t
-    return mimics, trials
-
-
-def _aligned(model: Any, X: Any, y_train: np.ndarray) -> np.ndarray:
-    """Probabilities over all training classes, in the order of np.unique(y_train)."""
-    proba = model.predict_proba(X)
-    classes = np.unique(y_train)
-    if len(model.classes_) == len(classes):
-        return proba
-    out = np.zeros((len(proba), len(classes)))
-    out[:, np.searchsorted(classes, model.classes_)] = proba
-    return out
 
 
 def compress_split(
@@ -259,27 +184,37 @@ def compress_split(
     P_test = library.predict_all(Z_test)
 
     t = time.perf_counter()
-    selector = EnsembleSelection(metric="rmse", max_iter=cfg.selection_max_iter,
+    metric = cfg.metric
+    log(f"  selection: hillclimbing {metric} over {len(P_hill)} models, "
+        f"{cfg.selection_bags} bags")
+    selector = EnsembleSelection(metric=metric, max_iter=cfg.selection_max_iter,
                                  n_bags=cfg.selection_bags,
                                  bag_fraction=cfg.selection_bag_fraction,
                                  random_state=cfg.seed).fit(P_hill, y_hill)
     timings["selection"] = time.perf_counter() - t
     ensemble = WeightedEnsemble.from_selection(library, selector.weights_, encoder)
-    hill_rmse = np.array([metric_score(y_hill, P_hill[m], "rmse") for m in range(len(P_hill))])
-    best = int(np.argmin(hill_rmse))
-    log(f"  selection: {len(ensemble.models)} distinct models, hillclimb RMSE "
-        f"{selector.score_:.4f} (best single {library.names_[best]}: {hill_rmse[best]:.4f})")
+    hill_score = np.array([metric_score(y_hill, P, metric) for P in P_hill])
+    best = int(np.argmax(better(metric) * hill_score))  # the first on ties
+    log(f"  selection: {len(ensemble.models)} distinct models, hillclimb {metric} "
+        f"{selector.score_:.4f} (best single {library.names_[best]}: {hill_score[best]:.4f})")
+    alerts: list[str] = []
+    if better(metric) * (selector.score_ - hill_score[best]) < 0:
+        alerts.append(f"the selected ensemble is worse on the hillclimb rows than its best "
+                        f"single model, {library.names_[best]} ({metric} {selector.score_:.4f} "
+                        f"against {hill_score[best]:.4f}); a larger library or hillclimb set "
+                        f"may help")
+        _log.warning(alerts[-1])
 
     nets: dict[str, MimicClassifier] = {}
     ann_trials = None
     if not skip_baselines:
         t = time.perf_counter()
-        nets["ann"], ann_trials = _fit_ann(cfg, enc, X_train, y_train, X_hill, y_hill, log)
+        nets["ann"], ann_trials = fit_ann(cfg, enc, X_train, y_train, X_hill, y_hill, log)
         timings["ann"] = time.perf_counter() - t
     ensemble_bytes = ensemble.size_bytes()
-    mimics, mimic_trials = _fit_mimics(cfg, ensemble, enc, X_train, y_train, X_hill, y_hill,
-                                       ensemble_bytes / cfg.size_budget, timings, log,
-                                       random=not skip_baselines)
+    mimics, mimic_trials = fit_mimics(cfg, ensemble, enc, X_train, y_train, X_hill, y_hill,
+                                      ensemble_bytes / cfg.size_budget, timings, log,
+                                      random=not skip_baselines)
     nets.update(mimics)
     small_fits = any(t["within_budget"] for t in mimic_trials)
     log(f"  mimic: chose {list(mimics['mimic_munge'].hidden)}; " + _budget_line(
@@ -288,7 +223,7 @@ def compress_split(
     proba = {
         "single": P_test[best],
         "ensemble": np.tensordot(selector.weights_, P_test, axes=1),
-        **{m: _aligned(nets[m], X_test, y_train) for m in nets},
+        **{m: aligned(nets[m], X_test, y_train) for m in nets},
     }
     test = {m: _scores(y_test, proba[m]) for m in methods}
 
@@ -296,7 +231,7 @@ def compress_split(
     sizes = {
         "single": model_size_bytes((encoder, library.estimators_[best])),
         "ensemble": ensemble_bytes,
-        **{m: _export_size(nets[m]) for m in nets},
+        **{m: export_size(nets[m]) for m in nets},
     }
     # Time on encoded rows: the encoding (the same for every model) is preprocessing, as in
     # the paper's timings; the time with encoding from raw rows is reported alongside.
@@ -318,21 +253,30 @@ def compress_split(
         "mimic_munge": _time_predict(mimics["mimic_munge"].predict_proba, rows, 3),
         "mimic_small": _time_predict(mimics["mimic_small"].predict_proba, rows, 3),
     }
-    rmse = {m: test[m]["rmse"] for m in methods}
+    score = {m: test[m][metric] for m in methods}
+    noise = (bootstrap_gain(y_test, proba["ensemble"], proba["ann"], metric, seed=cfg.seed)
+             if "ann" in nets else None)
+    show, reason = gain_verdict(noise)
+    if noise is not None:
+        log(f"  gain of the ensemble over the ANN: {noise['gain']:+.4f} test {metric}, 95% "
+            f"bootstrap interval [{noise['ci95'][0]:+.4f}, {noise['ci95'][1]:+.4f}]"
+            + ("" if show else f"; no gain captured reported ({reason.split(':')[0]})"))
 
     def gain(mimic: str) -> float | None:
-        if "ann" not in rmse or mimic not in rmse:
+        if not show or mimic not in score:
             return None
-        return gain_captured(rmse["ann"], rmse[mimic], rmse["ensemble"])
+        return gain_captured(score["ann"], score[mimic], score["ensemble"], metric)
 
     result = {
         "methods": methods,
-        "rmse": rmse,
-        "accuracy": {m: test[m]["accuracy"] for m in methods},
-        "auc": {m: test[m]["roc_auc"] for m in methods},
+        "metric": metric,
+        **{key: {m: test[m][name] for m in methods} for name, key in SCORE_KEYS.items()},
         "gain_captured": gain("mimic_munge"),
         "gain_captured_small": gain("mimic_small"),
         "gain_captured_random": gain("mimic_random"),
+        "gain_captured_reason": reason,
+        "gain_noise": noise,
+        "warnings": alerts,
         "size_bytes": sizes,
         "predict_seconds_10k": {m: v * 10000 / cfg.timing_rows
                                 for m, v in predict_seconds.items()},
@@ -353,13 +297,18 @@ def compress_split(
         "library": {"models": len(library.names_), "failed": library.failed_,
                     "preset": cfg.preset},
         "selection": {
-            "hillclimb_rmse": float(selector.score_),
+            "metric": metric,
+            "hillclimb_score": float(selector.score_),
+            "hillclimb_rmse": metric_score(
+                y_hill, np.tensordot(selector.weights_, P_hill, axes=1), "rmse"),
             "distinct_models": len(ensemble.models),
             "members": {n: round(float(w), 5) for n, w in zip(ensemble.names, ensemble.weights)},
             "trajectory_mean": np.nanmean(selector.trajectory_, axis=0).tolist()
             if np.ndim(selector.trajectory_) == 2 else list(selector.trajectory_),
             "best_single": library.names_[best],
-            "best_single_hillclimb_rmse": float(hill_rmse[best]),
+            "best_single_hillclimb_score": float(hill_score[best]),
+            "best_single_hillclimb_rmse": metric_score(y_hill, P_hill[best], "rmse"),
+            "worse_than_best_single": bool(alerts),
         },
         "ann_selection": ann_trials,
         "ann_chosen": ({"hidden": list(nets["ann"].hidden), "epochs": nets["ann"].epochs}
@@ -376,7 +325,9 @@ def compress_split(
         mimics["mimic_munge"].export(out / "mimic.pt", classes=labels, target=target)
         mimics["mimic_small"].export(out / "mimic-small.pt", classes=labels, target=target)
         ensemble.save(out / "ensemble.joblib")
-        save_figure(plot_trajectory(selector.trajectory_, hill_rmse[best]), out / "selection.png")
+        figure = plot_trajectory(selector.trajectory_, hill_score[best],
+                                 ylabel=f"hillclimb {metric}")
+        save_figure(figure, out / "selection.png")
     return result
 
 
@@ -387,11 +338,3 @@ def _budget_line(fits: bool, budget: float, ensemble_bytes: int, small: MimicCla
                 f"{list(small.hidden)}")
     return (f"no candidate is within 1/{budget:g} of the ensemble's {ensemble_bytes} bytes; "
             f"mimic_small is the smallest, {list(small.hidden)}, over budget")
-
-
-def _export_size(model: MimicClassifier) -> int:
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = model.export(Path(tmp) / "m.pt")
-        return path.stat().st_size

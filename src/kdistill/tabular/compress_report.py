@@ -2,7 +2,9 @@
 
 Rendering only (no fitting, no torch): :func:`render_report` turns the report dict of
 :func:`kdistill.tabular.compress_csv.compress_csv` into Markdown; it says "within budget" only
-when a candidate was, and lists the ensemble's members with their weights.
+when a candidate was, shows the gain captured only where the ensemble's gain over the ANN is
+beyond the bootstrap noise (else says why), warns when the ensemble loses to its best single
+model on the hillclimb rows, and lists the ensemble's members with their weights.
 """
 
 from __future__ import annotations
@@ -17,13 +19,17 @@ from ..reporting import markdown_table
 __all__ = ["render_report", "plot_trajectory", "arch_label"]
 
 _ALL_METHODS = ("single", "ensemble", "ann", "mimic_munge", "mimic_small", "mimic_random")
+METRIC_NAMES = {"rmse": "RMSE", "accuracy": "accuracy", "log_loss": "log-loss",
+                "roc_auc": "ROC AUC"}
 
 
 def render_report(r: dict) -> str:
     """report.md of one `kdistill compress` run."""
     methods = r.get("methods", _ALL_METHODS)
-    rows = [[m, r["rmse"][m], r["accuracy"][m], r["auc"][m], r["size_bytes"][m],
+    rows = [[m, r["rmse"][m], r["accuracy"][m], r["auc"][m],
+             r["log_loss"][m] if "log_loss" in r else "", r["size_bytes"][m],
              r["predict_seconds_10k"][m]] for m in methods]
+    metric = METRIC_NAMES[r.get("metric", "rmse")]
     members = sorted(r["selection"]["members"].items(), key=lambda kv: (-kv[1], kv[0]))
     return "\n".join([
         f"# kdistill compress: {Path(r['data']).name}, target `{r['target']}`\n",
@@ -31,9 +37,13 @@ def render_report(r: dict) -> str:
         f"Rows: {r['rows']['train']} train / {r['rows']['hillclimb']} hillclimb / "
         f"{r['rows']['test']} test; {r['library']['models']} library models, "
         f"{r['selection']['distinct_models']} selected; mimic trained on "
-        f"{r['rows']['transfer']} rows (training + MUNGE).\n",
-        markdown_table(["model", "test RMSE", "accuracy", "AUC", "size (bytes)",
+        f"{r['rows']['transfer']} rows (training + MUNGE). Metric of the ensemble selection "
+        f"and of every choice on the hillclimb rows (best single model, ANN, mimic "
+        f"architectures): **{metric}** (`--metric`).\n",
+        *(f"**Warning:** {w}.\n" for w in r.get("warnings", [])),
+        markdown_table(["model", "test RMSE", "accuracy", "AUC", "log-loss", "size (bytes)",
                         "seconds / 10k rows"], rows),
+        _gain_line(r),
         _summary(r),
         "Ensemble members, chosen on the hillclimb rows (the ensemble averages their "
         "probabilities with these weights, which sum to 1):\n",
@@ -50,11 +60,27 @@ def render_report(r: dict) -> str:
     ])
 
 
+def _gain_line(r: dict) -> str:
+    """The ensemble's gain over the ANN with its bootstrap interval, or nothing."""
+    noise = r.get("gain_noise")
+    if not noise:
+        return ""
+    lo, hi = noise["ci95"]
+    return (f"Gain of the ensemble over the ANN: {noise['gain']:+.4f} test "
+            f"{METRIC_NAMES[noise['metric']]}, 95% interval [{lo:+.4f}, {hi:+.4f}] from "
+            f"{noise['n_boot']} paired bootstrap resamples of the {noise['rows']} test rows "
+            "(test-sampling noise only; another seed may differ more). The share of that gain "
+            "a mimic keeps is shown only when the interval lies above 0.\n")
+
+
 def _summary(r: dict) -> str:
     gain, small = r["gain_captured"], r["gain_captured_small"]
     if r.get("ann_chosen") is None:
         kept = ("Baselines skipped (`--skip-baselines`): no ANN and no RANDOM mimic, so no "
                 "share of the ensemble's gain. ")
+        kept_small = ""
+    elif gain is None and r.get("gain_captured_reason"):
+        kept = f"No share of the ensemble's gain is reported: {r['gain_captured_reason']}. "
         kept_small = ""
     else:
         kept = (f"Share of the ensemble's gain over the ANN kept by the mimic: "
@@ -74,8 +100,9 @@ def _summary(r: dict) -> str:
 
 
 def plot_trajectory(trajectory: np.ndarray, best_single: float, ax: Any = None,
-                    title: str = "ensemble selection on the hillclimb set"):
-    """Hillclimb RMSE after the sorted initialization and each pick, bags thin, mean thick."""
+                    title: str = "ensemble selection on the hillclimb set",
+                    ylabel: str = "hillclimb RMSE"):
+    """Hillclimb score after the sorted initialization and each pick, bags thin, mean thick."""
     import matplotlib.pyplot as plt
 
     fig = None
@@ -87,7 +114,7 @@ def plot_trajectory(trajectory: np.ndarray, best_single: float, ax: Any = None,
     ax.plot(np.nanmean(traj, axis=0), color="C0", linewidth=2, label="mean over bags")
     ax.axhline(best_single, color="k", linestyle=":", label="best single model")
     ax.set_xlabel("step (0 = sorted initialization)")
-    ax.set_ylabel("hillclimb RMSE")
+    ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)

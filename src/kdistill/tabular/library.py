@@ -18,6 +18,7 @@ selection weight and their weights.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import pickle
 import time
@@ -48,6 +49,9 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from ..files import atomic_write
 from .inputs import check_table
+from .progress import Progress
+
+_log = logging.getLogger(__name__)
 
 __all__ = ["PRESETS", "model_grid", "ModelLibrary", "WeightedEnsemble", "model_size_bytes"]
 
@@ -229,6 +233,7 @@ class ModelLibrary(ClassifierMixin, BaseEstimator):
     estimators; ``cache_dir`` keeps predictions on disk across runs (an in-memory cache is
     always on). Fitted attributes: ``names_``, ``estimators_``, ``fit_seconds_``, ``failed_``
     (name -> error of models that could not be fitted), ``classes_``, ``n_features_in_``.
+    ``fit`` logs its progress ("model i of n, elapsed") to this module's logger at INFO.
     """
 
     def __init__(self, preset: str = "default", models: list[Entry] | None = None,
@@ -262,8 +267,11 @@ class ModelLibrary(ClassifierMixin, BaseEstimator):
         self.classes_ = np.unique(y)
         if len(self.classes_) < 2:
             raise ValueError(f"y contains one class ({self.classes_[0]}); need at least 2")
-        results = Parallel(n_jobs=self.n_jobs)(
-            delayed(_fit_one)(name, est, X, y) for name, est in entries)
+        progress, results = Progress(_log.info, "library: model", len(entries)), []
+        for result in Parallel(n_jobs=self.n_jobs, return_as="generator")(
+                delayed(_fit_one)(name, est, X, y) for name, est in entries):
+            results.append(result)  # in order; progress as they come, at INFO
+            progress(len(results), result[0] + ("" if result[1] is not None else ", failed"))
         self.names_ = [name for name, model, _, _ in results if model is not None]
         self.estimators_ = [model for _, model, _, _ in results if model is not None]
         self.fit_seconds_ = {name: seconds for name, _, seconds, _ in results}
