@@ -26,6 +26,7 @@ from ..distill.methods import Method
 from ..distill.models import build_model, count_parameters
 from ..distill.teachers import fingerprint_module, fingerprint_tensor
 from ..distill.trainer import TrainConfig, predict_logits, train
+from ..distill.view_cache import ViewCache
 from ..files import atomic_write_json, atomic_write_text
 from ..reporting import jsonable, save_figure
 
@@ -102,12 +103,16 @@ def fit_run(name: str, spec: dict, data: ArrayDataset, test_data: ArrayDataset |
             val_data: ArrayDataset | None = None,
             eval_extra: dict[str, ArrayDataset] | None = None, resume: bool = True,
             extra: dict | None = None, log: Callable[[str], None] = _log.info,
-            method: Method | None = None) -> tuple[nn.Module, dict]:
+            method: Method | None = None,
+            teacher_views: ViewCache | None = None) -> tuple[nn.Module, dict]:
     """Train one run (resuming its checkpoint) and return (model, row).
 
     The model is built from `spec` with torch seed `init_seed`, unless `model` is given (e.g. a
     specialist initialized from a generalist; its origin then belongs in `extra`). `method`
-    replaces the recipe's (kd / logit_matching / ce) with any registry method. `test_data`
+    replaces the recipe's (kd / logit_matching / ce) with any registry method.
+    `teacher_views` (view_cache.cached_teacher_views) replaces the online teacher for feature
+    methods; its fingerprint (teacher, data, views, layers, every array's checksum) is part of
+    the run's identity, so a checkpoint made from other views is refused. `test_data`
     is reported as `test_*`; `val_data`, the set settings are chosen on, as `val_*`. The row
     has the last epoch's metrics, `parameters`, `train_seconds` (summed over epochs, so it
     stays right across resumed invocations) and per-epoch curves.
@@ -117,6 +122,8 @@ def fit_run(name: str, spec: dict, data: ArrayDataset, test_data: ArrayDataset |
         ident["teacher_logits"] = fingerprint_tensor(torch.as_tensor(teacher_logits))
     if teacher is not None:  # an online teacher (e.g. on jittered inputs)
         ident["teacher"] = fingerprint_module(teacher)
+    if teacher_views is not None:
+        ident["teacher_views"] = teacher_views.fingerprint
     if model is None:
         torch.manual_seed(init_seed)
         model = build_model(spec)
@@ -125,9 +132,10 @@ def fit_run(name: str, spec: dict, data: ArrayDataset, test_data: ArrayDataset |
     sets = dict(eval_extra or {})
     if test_data is not None:
         sets = {"test": test_data, **sets}
-    distilling = teacher is not None or teacher_logits is not None
+    distilling = any(t is not None for t in (teacher, teacher_logits, teacher_views))
     result = train(model, data, recipe.config, method=method or recipe.method(distilling),
-                   teacher=teacher, teacher_logits=teacher_logits, augment=recipe.augment(),
+                   teacher=teacher, teacher_logits=teacher_logits, teacher_views=teacher_views,
+                   augment=recipe.augment(),
                    val_data=val_data, eval_sets=sets, out_dir=out / "runs" / name,
                    resume=resume, model_spec=spec, extra=ident,
                    log=lambda s: log(f"[{name}] {s}"))

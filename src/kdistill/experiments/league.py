@@ -12,22 +12,27 @@ cells can train in parallel processes into one folder (`cells`: a shard "i/n" or
 has the same schedule (the students' SGD recipe, `epochs`, no augmentation) and each method the
 registry's defaults, the papers' settings; only what a cross-architecture pair forces is set
 (layers, CRD's bank size). Methods that read only logits take the teacher's cached logits;
-methods that read features run the teacher online. Every epoch is evaluated on the validation
-split and the test set: the table gives the last epoch's test accuracy and the test accuracy
-at the epoch of best validation accuracy (the test set never chooses anything).
+methods that read features take its cached outputs on the transfer set (a view cache of the
+layers they name, K = 1: league_teacher.py), so no cell runs the teacher per batch; where the
+cache cannot serve a cell the teacher runs online and the report says so. Every epoch is
+evaluated on the validation split and the test set: the table gives the last epoch's test
+accuracy and the test accuracy at the epoch of best validation accuracy (the test set never
+chooses anything).
 
 CPU tier: resnet8 learns from a fixed stratified `subset` of the training images, the MLP from
 all of them; `full` trains every cell on all images (for a GPU, where the trainer uses CUDA,
 bf16 autocast, and the CNNs run channels_last; benchmarks/gpu/league.sh runs the full table).
 
 Cost, measured for one epoch through train() on Fashion-MNIST, one thread of a 2-core machine
-shared with other jobs (indicative): the WRN-16-2 teacher 446 s (55,000 images, jitter, with
-its evaluation); resnet8 on the 10,000-image subset 27 s plain or with cached logits, 45 s with
-the teacher online (feature methods); the MLP on 55,000 images 5 s plain, 9 s with cached
-logits, about 260 s with the teacher online and 672 s for RKD (its angle term on 800-d
-features). The default CPU table (30 teacher epochs, 20 student epochs, 3 seeds) extrapolates
-to about 41 hours on one thread, 30 of them the MLP's feature cells, which run the teacher on
-every batch.
+shared with other jobs (indicative), before the feature cells moved to the view cache: the
+WRN-16-2 teacher 446 s (55,000 images, jitter, with its evaluation); resnet8 on the
+10,000-image subset 27 s plain or with cached logits, 45 s with the teacher online (feature
+methods); the MLP on 55,000 images 5 s plain, 9 s with cached logits, about 260 s with the
+teacher online and 672 s for RKD (its angle term on 800-d features). The default CPU table (30
+teacher epochs, 20 student epochs, 3 seeds) then extrapolated to about 41 hours on one thread,
+30 of them the MLP's feature cells running the teacher on every batch. Those cells now replay
+cached teacher features (one teacher pass per transfer set and layer set instead of one per
+batch); their new epoch cost is not measured yet.
 """
 
 from __future__ import annotations
@@ -39,11 +44,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from ..distill import methods
-from ..distill.cache import cached_teacher_logits
 from ..distill.data import load_dataset
 from ..distill.models import build_model, count_flops, count_parameters
 from ..distill.trainer import resolve_device
@@ -61,6 +64,7 @@ from .league_plan import (
     select_cells,
 )
 from .league_report import aggregate, plot, render_markdown
+from .league_teacher import TeacherOutputs, planned_source
 
 __all__ = ["LeagueConfig", "config_from", "run", "summary"]
 
@@ -95,6 +99,14 @@ class LeagueConfig:
         "", "train only these cells, then stop (the report is --assemble-only's): 'teacher', "
             "a shard 'i/n', or comma-separated 'student:method:seed' patterns with * "
             "(method 'plain' is the student on labels alone)")
+    view_dtype: str = setting(
+        "float32", "how the teacher's cached features are stored: float32 (a cell trains "
+                   "bit-identically to the online teacher), auto (float16 where its range "
+                   "allows: half the disk, a slightly perturbed run), float16",
+        choices=("float32", "auto", "float16"))
+    view_cache_gb: float = setting(
+        8.0, "largest view cache (GiB on disk) a feature method reads; one whose teacher "
+             "features would need more runs the teacher online (0: every feature method online)")
     assemble_only: bool = setting(
         False, "build the report from the finished cells under --out, training nothing")
     validation_size: int = 5000
@@ -132,6 +144,8 @@ class LeagueConfig:
         if self.fresh and self.cells:
             raise ValueError("fresh with cells would retrain shared runs: clear --out instead")
         parse_cells(self.cells)
+        if not self.view_cache_gb >= 0:
+            raise ValueError(f"view_cache_gb must be >= 0, got {self.view_cache_gb}")
         if not 0 <= self.weight_decay < 1:
             raise ValueError(f"weight_decay must lie in [0, 1), got {self.weight_decay}")
 
@@ -150,20 +164,15 @@ def _train_teacher(plan: Plan, cfg: LeagueConfig, log) -> nn.Module:
     return model.eval()
 
 
-def _train_cell(plan: Plan, cell, teacher: nn.Module, logits: Callable, log) -> None:
+def _train_cell(plan: Plan, cell, outputs: TeacherOutputs, log) -> None:
     student, name, seed = cell
     transfer = plan.transfer[student]
     method = method_for(name, student, len(transfer))
-    online = bool(method.student_layers() or method.teacher_layers())
-    cached = None if online or name == "plain" else logits(student)
-    fit_run(plan.run_name(cell), plan.specs[student], transfer, plan.test,
-            plan.student_recipe(seed), plan.out, teacher_logits=cached,
-            teacher=teacher if online else None,
+    recipe = plan.student_recipe(seed)
+    fit_run(plan.run_name(cell), plan.specs[student], transfer, plan.test, recipe, plan.out,
             model=plan.build(plan.specs[student], seed * 7919 + 2), val_data=plan.val,
-            resume=not plan.cfg.fresh, log=log, method=method)
-    # Online cells run the teacher on every batch; train(..., teacher_views=...) (the view
-    # cache, distill/view_cache.py) would replay stored teacher outputs instead -- the next
-    # step for the CPU tier (issue 12), not wired in yet.
+            resume=not plan.cfg.fresh, log=log, method=method,
+            **outputs.for_cell(student, method, recipe))
 
 
 def run(cfg: LeagueConfig, log: Callable[[str], None] = _log.info) -> dict:
@@ -183,25 +192,15 @@ def run(cfg: LeagueConfig, log: Callable[[str], None] = _log.info) -> dict:
                 teacher_ckpt, plan.teacher_recipe(), None) is None:
             raise ValueError(f"the teacher is not trained under {plan.out}: run --cells "
                              "teacher first (parallel cells would all train it)")
-        teacher = _train_teacher(plan, cfg, log)
-        cache: dict[str, torch.Tensor] = {}
-
-        def logits(student: str) -> torch.Tensor:
-            if student not in cache:
-                tag = plan.folder[student].rsplit("-e", 1)[0]
-                cache[student] = torch.as_tensor(cached_teacher_logits(
-                    teacher, plan.transfer[student].x,
-                    plan.out / "cache" / f"{plan.teacher_name}-{tag}", device=device,
-                    batch_size=1024).logits)
-            return cache[student]
-
+        outputs = TeacherOutputs(plan, _train_teacher(plan, cfg, log), device, log)
         selected = select_cells(plan.cells, cfg.cells)
-        if cfg.cells == "teacher":
-            for s in cfg.students:   # built once here, so parallel cells only read them
-                logits(s)
+        if cfg.cells == "teacher":   # built once here, so parallel cells only read them
+            outputs.build_all(cfg.students, lambda s: [
+                (method_for(m, s, len(plan.transfer[s])), plan.student_recipe(seed))
+                for seed in plan.seeds[:1] for m in cfg.methods if m not in SKIPPED.get(s, {})])
         for i, cell in enumerate(selected, 1):
             log(f"cell {i}/{len(selected)}: {':'.join(map(str, cell))}")
-            _train_cell(plan, cell, teacher, logits, log)
+            _train_cell(plan, cell, outputs, log)
         if cfg.cells:
             return {"experiment": "league", "cells_trained": [":".join(map(str, c))
                                                               for c in selected],
@@ -239,8 +238,11 @@ def _assemble(plan: Plan, cfg: LeagueConfig) -> dict:
             if m in SKIPPED.get(s, {}):
                 continue
             method = method_for(m, s, len(plan.transfer[s]))
-            how = "online" if method.teacher_layers() else "cached logits"
-            outputs[m] = {"teacher_outputs": how, "parameters": method.describe()}
+            how, why = planned_source(plan, s, method, plan.student_recipe(cfg.seed))
+            done = sorted({r["teacher_outputs"] for r in rows[s].get(m, {}).values()})
+            how = how if not done else " + ".join(done)   # as the finished cells trained
+            outputs[m] = {"teacher_outputs": how, "parameters": method.describe(),
+                          **({"teacher_outputs_why": why} if "online" in how else {})}
         students[s] = {"spec": plan.specs[s], "flops": flops,
                        "flops_vs_teacher": flops / t_flops,
                        "parameters": count_parameters(model),

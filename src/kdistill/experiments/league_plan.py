@@ -17,6 +17,7 @@ from ..distill.checkpoint import load_checkpoint
 from ..distill.data import ArrayDataset
 from ..distill.models import build_model
 from .common import mlp_spec, train_config
+from .league_teacher import trained_from
 
 __all__ = ["METHODS", "STUDENTS", "LAYERS", "SKIPPED", "Plan", "parse_cells", "select_cells",
            "stratified_subset", "method_for", "cell_row"]
@@ -181,8 +182,8 @@ class Plan:
 def cell_row(path: Path, recipe, method: methods.Method | None) -> dict | None:
     """A finished run's row read from its checkpoint (None if it is absent or unfinished): the
     last epoch's accuracies, the test accuracy at the epoch of best validation accuracy (the
-    first such epoch), seconds per epoch and the curves. A checkpoint trained with other
-    settings is one error."""
+    first such epoch), seconds per epoch, the curves and how it read the teacher. A checkpoint
+    trained with other settings is one error."""
     if not path.exists():
         return None
     ckpt = load_checkpoint(path)
@@ -202,4 +203,5 @@ def cell_row(path: Path, recipe, method: methods.Method | None) -> dict | None:
             "val_chosen_test_accuracy": test[best],
             "seconds_per_epoch": sum(float(h["seconds"]) for h in history) / len(history),
             "train_seconds": round(sum(float(h["seconds"]) for h in history), 1),
-            "test_accuracy_curve": test, "val_accuracy_curve": val}
+            "test_accuracy_curve": test, "val_accuracy_curve": val,
+            "teacher_outputs": trained_from(ckpt)}

@@ -148,7 +148,9 @@ def render_markdown(r: dict, png_name: str) -> str:
         for m, e in st["methods"].items():
             cost = e["epoch_cost_vs_plain"]
             gap = e["gap_recovered"]
-            rows.append([m, f"{e['teacher_outputs']}; {_layers(e['parameters'])}",
+            how = e["teacher_outputs"] + (f" ({e['teacher_outputs_why']})"
+                                          if "teacher_outputs_why" in e else "")
+            rows.append([m, f"{how}; {_layers(e['parameters'])}",
                          _pct(e["accuracy_mean"], e["accuracy_sd"]), e["n_seeds"],
                          _pct(e["val_chosen_accuracy_mean"]),
                          "" if gap is None else f"{100 * gap:.0f}%", _delta(e["delta_vs_kd"]),
