@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from ..files import sha256_file
+from .labels import UNLABELLED, check_labels, labelled_mask
 
 __all__ = [
     "ArrayDataset",
@@ -34,22 +35,29 @@ __all__ = [
     "load_npz",
     "load_letter",
     "check_labels",
+    "UNLABELLED",
     "DATASETS",
 ]
 
 
 @dataclass
 class ArrayDataset:
-    """Inputs and labels as tensors; `y` may be None for an unlabelled transfer set."""
+    """Inputs and labels as tensors; `y` may be None for an unlabelled transfer set. With
+    `partial_labels=True`, `y` may mark unlabelled examples with UNLABELLED (-1): the hard
+    term skips them (see kdistill.distill.labels); without it a -1 is refused."""
 
     x: torch.Tensor
     y: torch.Tensor | None
     num_classes: int
     class_names: list[str] = field(default_factory=list)
     name: str = "data"
+    partial_labels: bool = False
 
     def __post_init__(self) -> None:
         # Accept what users have: numpy arrays, float64 inputs, labels of any integer dtype.
+        if not isinstance(self.partial_labels, bool):
+            raise ValueError(f"{self.name}: partial_labels must be true or false, got "
+                             f"{self.partial_labels!r}")
         if not isinstance(self.x, torch.Tensor):
             self.x = torch.as_tensor(np.asarray(self.x))
         if self.x.dtype == torch.float64:
@@ -61,8 +69,11 @@ class ArrayDataset:
                 self.y = torch.as_tensor(np.asarray(self.y))
             if len(self.y) != len(self.x):
                 raise ValueError(f"{self.name}: {len(self.x)} inputs but {len(self.y)} labels")
-            check_labels(self.y, self.num_classes, self.name)
+            check_labels(self.y, self.num_classes, self.name, partial=self.partial_labels)
             self.y = self.y.long()
+        if self.partial_labels and self.y is None:
+            raise ValueError(f"{self.name}: partial_labels=True needs labels y (use "
+                             f"{UNLABELLED} for each unlabelled example)")
 
     def __len__(self) -> int:
         return len(self.x)
@@ -71,8 +82,15 @@ class ArrayDataset:
         index = torch.as_tensor(index, dtype=torch.long)
         return ArrayDataset(
             self.x[index], None if self.y is None else self.y[index], self.num_classes,
-            self.class_names, name or self.name,
+            self.class_names, name or self.name, self.partial_labels,
         )
+
+    @property
+    def n_labelled(self) -> int:
+        """Examples with a label (all of them unless the set is partially labelled)."""
+        if self.y is None:
+            return 0
+        return int(labelled_mask(self.y).sum()) if self.partial_labels else len(self.y)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -101,27 +119,6 @@ class DataSplits:
                              f"{list(self.train.input_shape)} ({self.train.in_features} "
                              f"features) but test inputs {list(self.test.input_shape)} "
                              f"({self.test.in_features})")
-
-
-def check_labels(y, num_classes: int, what: str = "labels") -> None:
-    """Labels are integers (any width, torch or numpy) in [0, num_classes - 1], one per row."""
-    if not isinstance(y, torch.Tensor):
-        y = torch.as_tensor(np.asarray(y))
-    if y.dtype == torch.bool or y.is_floating_point() or y.is_complex():
-        dtype = str(y.dtype).replace("torch.", "")
-        raise ValueError(f"{what}: labels must be integers, got {dtype}")
-    if y.dim() != 1:
-        raise ValueError(f"{what}: labels must be one integer per example, got shape "
-                         f"{tuple(y.shape)}")
-    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)):
-        raise ValueError(f"{what}: num_classes must be an integer >= 2, got {num_classes!r}")
-    if len(y) and (int(y.min()) < 0 or int(y.max()) >= num_classes):
-        raise ValueError(
-            f"{what}: labels must lie in [0, {num_classes - 1}], "
-            f"found range [{int(y.min())}, {int(y.max())}]"
-        )
-    if num_classes < 2:
-        raise ValueError(f"{what}: num_classes must be an integer >= 2, got {num_classes!r}")
 
 
 # ----------------------------------------------------------------------------- IDX files
