@@ -16,6 +16,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .labels import hard_cross_entropy
+
 __all__ = [
     "softmax_t",
     "log_softmax_t",
@@ -104,8 +106,9 @@ def distillation_loss(
     """w_soft * T^2 * KL(p_T || q_T) + w_hard * CE(student, targets).
 
     `teacher_logits=None` gives plain cross-entropy training (soft weight ignored); `targets=None`
-    drops the hard term (an unlabelled transfer set). Returns per-example losses with
-    `reduction="none"`.
+    drops the hard term (an unlabelled transfer set), and a target of -1 (labels.UNLABELLED)
+    drops it for that row alone (a partially labelled one; the mean stays over all rows).
+    Returns per-example losses with `reduction="none"`.
     """
     ws, wh = check_weights(soft_weight, hard_weight)
     total = torch.zeros(student_logits.shape[0], device=student_logits.device)
@@ -115,7 +118,7 @@ def distillation_loss(
         used = True
     if targets is not None and wh > 0:
         # Label range is checked once per data set (data.check_labels), not per step.
-        ce = F.cross_entropy(upcast(student_logits), targets, reduction="none")
+        ce = hard_cross_entropy(student_logits, targets)
         total = total + wh * ce
         used = True
     if not used:

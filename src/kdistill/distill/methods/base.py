@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from ..labels import hard_cross_entropy
 from ..losses import upcast
 
 __all__ = ["Outputs", "Method", "check_positive", "check_nonneg", "check_flag", "check_layer",
@@ -105,10 +105,12 @@ def check_layer(name: str, value: Any, method: str) -> str:
 
 
 def hard_term(weight: float, student: Outputs, batch: Any) -> dict[str, torch.Tensor]:
-    """{"hard": weight * CE(z, y)} per example, or {} for a weight of 0 or an unlabelled batch."""
+    """{"hard": weight * CE(z, y)} per example, or {} for a weight of 0 or an unlabelled batch.
+    Rows labelled UNLABELLED (a partially labelled set) give 0: the term stays one value per
+    example, so the trainer's sum over the global batch is a mean over all rows (labels.py)."""
     if weight == 0 or batch.labels is None:
         return {}
-    ce = F.cross_entropy(upcast(student.logits), batch.labels, reduction="none")
+    ce = hard_cross_entropy(student.logits, batch.labels)
     return {"hard": ce if weight == 1.0 else weight * ce}
 
 

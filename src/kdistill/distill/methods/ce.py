@@ -1,12 +1,14 @@
 """Plain cross-entropy on the hard labels: the baseline student, and the teacher's own
-training. The trainer uses it when there is no teacher."""
+training. The trainer uses it when there is no teacher. On a partially labelled set the
+unlabelled rows give 0 (a batch without a labelled row: a loss of 0, not NaN), and the mean is
+over all rows, as every method's hard term (kdistill.distill.labels); a set without any label
+is refused before training."""
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
-from ..losses import upcast
+from ..labels import hard_cross_entropy
 from .base import Method, Outputs
 
 __all__ = ["CrossEntropy"]
@@ -24,5 +26,4 @@ class CrossEntropy(Method):
         self.label_smoothing = float(label_smoothing)
 
     def forward(self, student: Outputs, teacher: Outputs | None, batch) -> dict[str, torch.Tensor]:
-        return {"hard": F.cross_entropy(upcast(student.logits), batch.labels, reduction="none",
-                                        label_smoothing=self.label_smoothing)}
+        return {"hard": hard_cross_entropy(student.logits, batch.labels, self.label_smoothing)}

@@ -8,7 +8,8 @@ Defaults are the paper's CIFAR-100 setting (alpha 1, beta 8, T 4, CE weight 1; t
 20-epoch linear warm-up of the distillation terms is left to a schedule). Everything is
 computed from log-softmax with masks, so a binary problem (one non-target class, NCKD = 0)
 and saturated teachers give finite values, not the inf/NaN of a log of a difference. An
-unlabelled batch uses the teacher's top class as the target. `standardize=True` z-scores both
+unlabelled example (an unlabelled batch, or an UNLABELLED row of a partially labelled one)
+uses the teacher's top class as its target, and has no hard term. `standardize=True` z-scores both
 sides' logits per example before the decomposition (Sun et al. 2024, as in KD); the hard term
 keeps the raw logits.
 """
@@ -18,11 +19,20 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..labels import hard_cross_entropy, labelled_mask
 from ..losses import upcast
 from .base import Method, Outputs, check_flag, check_nonneg, check_positive
 from .kd import standardize_logits
 
-__all__ = ["DKD", "dkd_terms"]
+__all__ = ["DKD", "dkd_terms", "dkd_target"]
+
+
+def dkd_target(labels: torch.Tensor | None, teacher_logits: torch.Tensor) -> torch.Tensor:
+    """Each row's target class: its label where it has one, the teacher's top class elsewhere."""
+    top = teacher_logits.detach().argmax(dim=-1)
+    if labels is None:
+        return top
+    return torch.where(labelled_mask(labels), labels, top)
 
 
 def _kl(log_p: torch.Tensor, log_q: torch.Tensor, keep: torch.Tensor | None = None
@@ -80,13 +90,12 @@ class DKD(Method):
         return d
 
     def forward(self, student: Outputs, teacher: Outputs | None, batch) -> dict[str, torch.Tensor]:
-        target = batch.labels if batch.labels is not None else teacher.logits.argmax(dim=-1)
+        target = dkd_target(batch.labels, teacher.logits)
         z, v = student.logits, teacher.logits
         if self.standardize:
             z, v = standardize_logits(z), standardize_logits(v)
         tckd, nckd = dkd_terms(z, v, target, self.temperature)
         terms = {"tckd": self.alpha * tckd, "nckd": self.beta * nckd}
         if self.hard_weight > 0 and batch.labels is not None:
-            terms["hard"] = self.hard_weight * F.cross_entropy(
-                upcast(student.logits), batch.labels, reduction="none")
+            terms["hard"] = self.hard_weight * hard_cross_entropy(student.logits, batch.labels)
         return terms

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..labels import hard_cross_entropy
 from ..losses import upcast
 from .base import Method, Outputs, check_nonneg
 
@@ -72,6 +73,5 @@ class FitNets(Method):
         r = self.regress(student.features[self.student_layer], ft.shape)
         terms = {"hint": self.hint_weight * (r - ft).pow(2).flatten(1).mean(dim=1)}
         if self.hard_weight > 0 and batch.labels is not None:
-            terms["hard"] = self.hard_weight * F.cross_entropy(
-                upcast(student.logits), batch.labels, reduction="none")
+            terms["hard"] = self.hard_weight * hard_cross_entropy(student.logits, batch.labels)
         return terms

@@ -3,6 +3,9 @@
     soft = T^2 * KL(softmax(v / T) || softmax(z / T)),   hard = CE(z, y) at T = 1
     loss = soft_weight * soft + hard_weight * hard      (hard only where labels exist)
 
+On a partially labelled set the soft term covers every row and the hard term is 0 on the
+unlabelled ones (a mean over the whole batch: kdistill.distill.labels says why).
+
 With `standardize=True` both sides' logits are z-scored per example first (Sun et al. 2024,
 "Logit Standardization in Knowledge Distillation"), so the student matches the teacher's
 logit *relations* rather than their scale; T then acts on standardized logits.
@@ -11,8 +14,8 @@ logit *relations* rather than their scale; T then acts on standardized logits.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
+from ..labels import hard_cross_entropy
 from ..losses import soft_target_loss, upcast
 from .base import Method, Outputs, check_flag, check_nonneg, check_positive
 
@@ -55,8 +58,8 @@ class KD(Method):
             terms["soft"] = _weighted(self.soft_weight,
                                       soft_target_loss(z, v, self.temperature, "none"))
         if self.hard_weight > 0 and batch.labels is not None:
-            terms["hard"] = _weighted(self.hard_weight, F.cross_entropy(
-                upcast(student.logits), batch.labels, reduction="none"))
+            terms["hard"] = _weighted(self.hard_weight,
+                                      hard_cross_entropy(student.logits, batch.labels))
         if not terms:
             raise ValueError(f"{self.name}: soft_weight is 0 and this batch has no labels: "
                              "nothing to learn from")

@@ -5,9 +5,9 @@ T^2-scaled soft term): squared error between zero-meaned student and teacher log
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
-from ..losses import logit_matching_loss, upcast
+from ..labels import hard_cross_entropy
+from ..losses import logit_matching_loss
 from .base import Method, Outputs, check_nonneg
 
 __all__ = ["LogitMatching"]
@@ -29,8 +29,7 @@ class LogitMatching(Method):
             terms["soft"] = self.soft_weight * logit_matching_loss(
                 student.logits, teacher.logits, reduction="none")
         if self.hard_weight > 0 and batch.labels is not None:
-            terms["hard"] = self.hard_weight * F.cross_entropy(
-                upcast(student.logits), batch.labels, reduction="none")
+            terms["hard"] = self.hard_weight * hard_cross_entropy(student.logits, batch.labels)
         if not terms:
             raise ValueError("logit_matching: soft_weight is 0 and this batch has no labels")
         return terms
