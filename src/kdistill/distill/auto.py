@@ -48,6 +48,7 @@ from . import methods
 from .augment import Augment
 from .data import ArrayDataset
 from .evaluation import evaluate
+from .labels import labelled_mask
 from .runtime import dist_info, resolve_device
 from .teachers import Teacher
 from .trainer import TrainConfig, TrainResult, train
@@ -111,15 +112,34 @@ class AutoResult:
 def stratified_split(data: ArrayDataset, size: int, seed: int
                      ) -> tuple[torch.Tensor, torch.Tensor]:
     """(fit indices, validation indices): `size` examples held out, each class in proportion
-    (random when `data` has no labels), chosen by a permutation seeded with `seed`."""
+    (random when `data` has no labels), chosen by a permutation seeded with `seed`. A partially
+    labelled set holds out labelled examples only (validation is evaluated); every unlabelled
+    one stays in the fit split."""
     n = len(data)
     if not 0 < size < n:
         raise ValueError(f"validation size must be between 1 and {n - 1}, got {size}")
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     if data.y is None:
         return perm[size:], perm[:size]
-    y = data.y[perm].long()
-    counts = torch.bincount(y, minlength=data.num_classes).double()
+    if data.partial_labels and data.n_labelled < n:
+        if size > data.n_labelled:
+            raise ValueError(f"validation size {size} exceeds the {data.n_labelled} labelled "
+                             f"examples of {data.name} (validation needs labels)")
+        pool = perm[labelled_mask(data.y[perm])]
+        _, val = _stratified(data.y, pool, size, data.num_classes)
+        fit = torch.ones(n, dtype=torch.bool)
+        fit[val] = False
+        return fit.nonzero().flatten(), val
+    return _stratified(data.y, perm, size, data.num_classes)
+
+
+def _stratified(labels: torch.Tensor, perm: torch.Tensor, size: int, num_classes: int
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split the indices `perm` (in this order) into (rest, `size` held out), each class in
+    proportion; both sorted."""
+    n = len(perm)
+    y = labels[perm].long()
+    counts = torch.bincount(y, minlength=num_classes).double()
     # An example's place within its class (0..1): taking the `size` smallest places takes each
     # class in proportion to its count.
     order = torch.argsort(y, stable=True)

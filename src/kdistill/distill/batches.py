@@ -55,7 +55,7 @@ def loader_batches(loader: Iterable, logits: torch.Tensor | None, device: torch.
     for raw in loader:
         b = split_batch(raw)
         inputs = to_device(b.inputs, device, non_blocking=True)
-        labels = None if b.labels is None else torch.as_tensor(b.labels).to(device).long()
+        labels = None if b.labels is None else _loader_labels(b.labels, device)
         cached = None
         if logits is not None:
             if b.index is None:
@@ -66,6 +66,17 @@ def loader_batches(loader: Iterable, logits: torch.Tensor | None, device: torch.
         if augment is not None:
             inputs = augment(inputs, gen)
         yield TrainBatch(inputs, labels, b.index, cached, batch_length(inputs) * world)
+
+
+def _loader_labels(labels: Any, device: torch.device) -> torch.Tensor:
+    """A DataLoader's labels on `device`; a negative one (-1 marks an unlabelled example only in
+    an ArrayDataset built with partial_labels=True) is refused here, where the message is clear."""
+    labels = torch.as_tensor(labels)
+    if labels.numel() and int(labels.min()) < 0:
+        raise ValueError(f"a training batch holds the label {int(labels.min())}: labels must "
+                         "be >= 0 (partially labelled data, with -1 for unlabelled examples, "
+                         "needs an ArrayDataset(..., partial_labels=True))")
+    return labels.to(device).long()
 
 
 def probe_batch(data: ArrayDataset | Iterable, logits: torch.Tensor | None,

@@ -122,6 +122,8 @@ def fingerprint_training_data(data: Any) -> str:
         _hash_inputs(h, data.x)
         if data.y is not None:
             _hash_inputs(h, data.y)
+        if data.partial_labels:  # absent otherwise: older fingerprints stay valid
+            h.update(b"partial_labels")
         h.update(str(data.num_classes).encode())
         return h.hexdigest()
     dataset = getattr(data, "dataset", None)

@@ -1,5 +1,7 @@
 """Predictions and metrics of a model (in eval mode) over any labelled data: an ArrayDataset,
-or a DataLoader of tuple or dict batches."""
+or a DataLoader of tuple or dict batches. An evaluation set must be fully labelled: a partially
+labelled one (-1 rows, kdistill.distill.labels) is refused, since its metrics would silently
+describe only its labelled part."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from torch import nn
 
 from .adapters import LogitsKey, call_model, logits_of, split_batch, to_device
 from .data import ArrayDataset
+from .labels import check_fully_labelled
 from .metrics import classification_metrics
 from .teachers import run_teacher
 
@@ -40,7 +43,9 @@ def _loader_logits(model: nn.Module, loader: Iterable, device, logits_key: Logit
         model.train(was)
     if not logits:
         raise ValueError("evaluation data is empty")
-    return torch.cat(logits), torch.cat(labels)
+    y = torch.cat(labels)
+    check_fully_labelled(y, "evaluation data")
+    return torch.cat(logits), y
 
 
 def evaluate(model: nn.Module, data: ArrayDataset | Iterable, batch_size: int = 2048,
@@ -49,6 +54,8 @@ def evaluate(model: nn.Module, data: ArrayDataset | Iterable, batch_size: int = 
     if isinstance(data, ArrayDataset):
         if data.y is None:
             raise ValueError(f"{data.name} has no labels to evaluate against")
+        if data.partial_labels:
+            check_fully_labelled(data.y, data.name)
         if logits_key is None:
             logits = predict_logits(model, data.x, batch_size, device)
         else:

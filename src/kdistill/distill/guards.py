@@ -51,8 +51,10 @@ def check_inputs(method, train_data, teacher, teacher_logits, augment, distillin
         if teacher_logits is not None and len(teacher_logits) != len(train_data):
             raise ValueError(f"teacher_logits has {len(teacher_logits)} rows but the training "
                              f"set has {len(train_data)} examples")
-        if train_data.y is None and (method.needs_labels or not distilling):
-            raise ValueError(f"{train_data.name} has no labels and method {method.name!r} "
+        if train_data.n_labelled == 0 and (method.needs_labels or not distilling):
+            what = ("has no labels" if train_data.y is None
+                    else "has no labelled example (every label is -1)")
+            raise ValueError(f"{train_data.name} {what} and method {method.name!r} "
                              "needs them")
     if teacher_logits is not None and not torch.isfinite(torch.as_tensor(teacher_logits)).all():
         raise ValueError("teacher logits contain NaN or infinite values")

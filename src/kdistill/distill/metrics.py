@@ -1,9 +1,13 @@
-"""Classification metrics from logits: errors, accuracy, NLL and expected calibration error."""
+"""Classification metrics from logits: errors, accuracy, NLL and expected calibration error.
+Rows labelled -1 (unlabelled, kdistill.distill.labels) are left out: the metrics describe the
+labelled rows and `n` counts them. (`evaluate` refuses such a set outright.)"""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from .labels import labelled_mask
 
 __all__ = ["classification_metrics", "expected_calibration_error"]
 
@@ -23,6 +27,11 @@ def expected_calibration_error(probs: torch.Tensor, y: torch.Tensor, n_bins: int
 
 
 def classification_metrics(logits: torch.Tensor, y: torch.Tensor, n_bins: int = 15) -> dict:
+    keep = labelled_mask(y)
+    if not bool(keep.all()):
+        if not bool(keep.any()):
+            raise ValueError("classification metrics: every row is unlabelled (-1)")
+        logits, y = logits[keep], y[keep]
     logits = logits.float()
     pred = logits.argmax(dim=1)
     errors = int((pred != y).sum())
