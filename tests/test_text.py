@@ -212,3 +212,111 @@ def test_text_reproduction_end_to_end(tmp_path):
     assert (tmp_path / "r" / "bbc-news.png").read_bytes()[:4] == b"\x89PNG"
     cells = list((tmp_path / "w" / "cells").glob("k2-d0-s0-*.json"))
     assert len(cells) == 1  # a rerun reads the cell instead of training again
+    # which variant ran: the JSON's config says it; the Markdown adds a sentence when it is on
+    from kdistill.experiments.text_report import render_markdown
+
+    assert data["config"]["hard_labels_in_transfer"] is False
+    md = (tmp_path / "r" / "bbc-news.md").read_text()
+    assert "Variant:" not in md and "(training split, no labels)" in md
+    data["config"].update(hard_labels_in_transfer=True, transfer_hard_weight=0.5)
+    md = render_markdown(data, "bbc-news.png")
+    assert "Variant: the soft students also learned the hard labels" in md
+    assert "hard_weight 0.5" in md and "(training split, no labels)" not in md
+
+
+def _tiny_text_data(per_class: int = 10, crops: int = 2):
+    """The experiment's `_Data` for 3 topics of made-up articles, with random unit-length
+    "teacher embeddings": no MiniLM, no corpus package."""
+    from kdistill.experiments.text import _Data
+
+    words = [["sport", "goal", "match", "team"], ["bank", "profit", "market", "shares"],
+             ["film", "music", "award", "star"]]
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(3), per_class)
+    texts = [" ".join(rng.choice(words[c], 6)) for c in labels]
+    train, val, test = stratified_split(labels, (0.6, 0.2, 0.2), seed=0)
+    crop_of = np.repeat(train, crops)
+    ids = torch.from_numpy(HashedNgrams(buckets=64, max_len=8).encode(texts))
+    emb = torch.nn.functional.normalize(torch.randn(len(labels), 16,
+                                                    generator=torch.Generator().manual_seed(0)))
+    return _Data(labels, ["sport", "business", "entertainment"], train, val, test, ids,
+                 ids[crop_of], crop_of, emb, emb[crop_of], texts, "made up", 0.0)
+
+
+def test_hard_labels_in_transfer_mark_exactly_the_k_labelled_articles():
+    """With the flag the soft students' sets carry the true label on the K labelled articles
+    per class and UNLABELLED (-1) on every other article and every crop; without it, none."""
+    from kdistill.distill.labels import UNLABELLED
+    from kdistill.experiments import text
+
+    data = _tiny_text_data()
+    labelled = draw_per_class(data.labels, data.train, 2, seed=0)
+    t_logits, crop_logits = torch.randn(len(data.labels), 3), torch.randn(len(data.crop_of), 3)
+    off = text.student_runs(text.config_from("bbc-news"), data, labelled, t_logits, crop_logits)
+    assert off["soft"][0].y is None and off["soft_augmented"][0].y is None
+    cfg = text.config_from("bbc-news", hard_labels_in_transfer=True)
+    on = text.student_runs(cfg, data, labelled, t_logits, crop_logits)
+    n_train = len(data.train)
+    for name, rows in (("soft", n_train), ("soft_augmented", n_train + len(data.crop_of))):
+        train_set, soft, method, _ = on[name]
+        assert train_set.partial_labels and len(train_set) == len(train_set.y) == rows
+        assert method == "kd" and torch.equal(soft, off[name][1])
+        y = train_set.y.numpy()
+        have = np.flatnonzero(y != UNLABELLED)
+        assert len(have) == 2 * 3 and train_set.n_labelled == 6
+        assert have.max() < n_train  # no crop is labelled
+        assert np.array_equal(data.train[have], labelled)  # exactly the K rows per class
+        assert np.array_equal(y[have], data.labels[labelled])  # with their true labels
+        assert torch.equal(train_set.x[have], data.ids[labelled])
+        assert (y[np.setdiff1d(np.arange(rows), have)] == UNLABELLED).all()
+    assert torch.equal(on["labels_only"][0].y, off["labels_only"][0].y)
+    with pytest.raises(ValueError, match="transfer_hard_weight"):
+        text.config_from("bbc-news", hard_labels_in_transfer=True,
+                         transfer_hard_weight=0.0).validate()
+
+
+def test_hard_labels_in_transfer_enter_the_cell_key_and_the_cell(tmp_path, monkeypatch):
+    """A cell computed without the K hard labels is never reused for one with them (nor with
+    another hard weight); the default's key is the one it always had. The soft students' kd
+    gets the hard weight, and the cell says how many of their examples had a label."""
+    import dataclasses
+
+    from kdistill.experiments import text
+
+    off = text.config_from("bbc-news", buckets=64, dim=4, student_epochs=1, batch_size=8,
+                           head_weight_decays=(0.0,), labels_per_class=(2,), seeds=(0,),
+                           progress=False, device="cpu")
+    on = dataclasses.replace(off, hard_labels_in_transfer=True)
+
+    def key(cfg):
+        return text._cell_path(cfg, tmp_path, "k2-d0-s0", text._cell_fields(cfg))
+
+    assert key(off) == text._cell_path(off, tmp_path, "k2-d0-s0", text._CELL_FIELDS)
+    assert key(off) != key(on)
+    assert key(on) != key(dataclasses.replace(on, transfer_hard_weight=0.5))
+    assert key(off) == key(dataclasses.replace(off, transfer_hard_weight=0.5))  # unused when off
+    kd_kwargs = []
+    real_get = text.methods.get
+
+    def get(name, **kw):
+        if name == "kd":
+            kd_kwargs.append(kw)
+        return real_get(name, **kw)
+    monkeypatch.setattr(text.methods, "get", get)
+    # the teacher's head and the TF-IDF baseline are not the subject here: cheap stand-ins
+    monkeypatch.setattr(text, "teacher_head", lambda cfg, data, labelled, seed: (
+        torch.nn.Linear(data.emb.shape[1], len(data.class_names)), 0.0))
+    monkeypatch.setattr(text.text_eval, "tfidf_lr", lambda data, labelled: {"accuracy": 0.0})
+    data = _tiny_text_data()
+    cells = {}
+    for cfg in (off, on):
+        cells[cfg.hard_labels_in_transfer] = text._cell(cfg, data, 2, 0, 0, tmp_path,
+                                                        lambda s: None)
+        assert key(cfg).exists()
+    assert [kw["hard_weight"] for kw in kd_kwargs] == [0.0, 0.0, 1.0, 1.0]
+    assert cells[True]["labelled"] == cells[False]["labelled"]
+    for name in ("soft", "soft_augmented"):
+        assert cells[False][name]["labelled_examples"] == 0
+        assert cells[True][name]["labelled_examples"] == 2 * 3
+    assert cells[True]["labels_only"]["labelled_examples"] == 2 * 3
+    assert len(list((tmp_path / "cells").glob("k2-d0-s0-*.json"))) == 2

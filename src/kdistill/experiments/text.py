@@ -5,12 +5,13 @@ training split, which the small students learn from without its labels.
 Protocol: a fixed stratified train / validation / test split (`split_seed`); for each K and
 each draw of the labelled subset, the teacher's head is chosen on the validation split; the
 students -- hashed word n-gram bags (`bag-of-ngrams`) -- train through `kdistill.train` (a) on
-the K labels alone, (b) on the teacher's soft targets over the training split, (c) the same
-plus paragraph crops of each article labelled by the teacher; one per student seed. The
-teacher's encoder runs once per article and crop (the teacher-output cache); TF-IDF + logistic
-regression on the same labels stands beside them. An embedding student learns the teacher's
-384-dimensional vectors from the unlabelled text. Figures are the last epoch, mean +- sd over
-seeds x draws; every cell is a JSON file under `<out>/cells/`, so a rerun resumes.
+the K labels alone, (b) on the teacher's soft targets over the training split (with
+`hard_labels_in_transfer`, plus the K labels where they exist), (c) the same plus paragraph
+crops of each article labelled by the teacher; one per student seed. The teacher's encoder runs
+once per article and crop (the teacher-output cache); TF-IDF + logistic regression on the same
+labels stands beside them. An embedding student learns the teacher's 384-dimensional vectors
+from the unlabelled text. Figures are the last epoch, mean +- sd over seeds x draws; every cell
+is a JSON file under `<out>/cells/`, so a rerun resumes.
 """
 
 from __future__ import annotations
@@ -38,14 +39,21 @@ from ..distill.models import build_model
 from ..distill.trainer import TrainConfig, predict_logits, resolve_device, train
 from ..files import atomic_write_json
 from ..reporting import provenance
-from ..text.corpus import draw_per_class, load_bbc_news, paragraph_crops, stratified_split
+from ..text.corpus import (
+    draw_per_class,
+    labels_where_drawn,
+    load_bbc_news,
+    paragraph_crops,
+    stratified_split,
+    subsample_per_class,
+)
 from ..text.features import HashedNgrams
 from . import setting, text_eval
 from .common import build_config, jsonable, write_reports
 from .text_report import plot, render_markdown
 
 __all__ = ["TextConfig", "config_from", "run", "summary", "teacher_head", "embedding_student",
-           "STUDENTS", "HEAD_SCALE"]
+           "STUDENTS", "HEAD_SCALE", "student_runs"]
 
 _log = logging.getLogger(__name__)
 STUDENTS = ("labels_only", "soft", "soft_augmented")
@@ -70,6 +78,13 @@ class TextConfig:
     dim: int = setting(32, "students' embedding width")
     student_epochs: int = setting(30, "epochs of every student")
     temperature: float = setting(2.0, "distillation temperature T", flags=("-T",))
+    hard_labels_in_transfer: bool = setting(
+        False, "the soft students also learn the K labelled articles' hard labels (every other "
+        "article and every crop unlabelled, -1); off by default: docs/results/text/ was made "
+        "without it and has not been rerun with it")
+    transfer_hard_weight: float = setting(
+        1.0, "weight of that hard term (kd's hard_weight; a mean over the whole batch, so its "
+        "effective weight is this x the transfer set's labelled fraction)")
     batch_size: int = 64
     lr: float = 1e-2
     head_weight_decays: tuple[float, ...] = setting(
@@ -104,6 +119,9 @@ class TextConfig:
                              "for a training split")
         if not self.temperature > 0 or not self.lr > 0:
             raise ValueError("temperature and lr must be > 0")
+        if self.hard_labels_in_transfer and not self.transfer_hard_weight > 0:
+            raise ValueError("transfer_hard_weight must be > 0 with hard_labels_in_transfer, "
+                             f"got {self.transfer_hard_weight}")
         if not self.head_weight_decays or min(self.head_weight_decays) < 0:
             raise ValueError("head_weight_decays must be one or more values >= 0")
 
@@ -180,7 +198,7 @@ def _prepare(cfg: TextConfig, tokenizer, encoder, out: Path, log) -> _Data:
 
     corpus = load_bbc_news()
     if cfg.articles_per_class:
-        corpus = _subsample(corpus, cfg.articles_per_class, cfg.split_seed)
+        corpus = subsample_per_class(corpus, cfg.articles_per_class, cfg.split_seed)
     labels = corpus.labels
     train_idx, val_idx, test_idx = stratified_split(
         labels, (1 - cfg.validation_fraction - cfg.test_fraction, cfg.validation_fraction,
@@ -214,18 +232,6 @@ def _prepare(cfg: TextConfig, tokenizer, encoder, out: Path, log) -> _Data:
                  else torch.zeros(0, feats.max_len, dtype=torch.long),
                  np.asarray(crop_of, dtype=np.int64), torch.as_tensor(np.asarray(emb.logits)),
                  crop_emb, corpus.texts, corpus.source, round(time.perf_counter() - t0, 1))
-
-
-def _subsample(corpus, per_class: int, seed: int):
-    """The first `per_class` of a seeded shuffle of each topic (a smaller, still stratified
-    corpus)."""
-    from ..text.corpus import Corpus
-
-    rng = np.random.default_rng(seed + 7)
-    keep = np.sort(np.concatenate([rng.permutation(np.flatnonzero(corpus.labels == c))[:per_class]
-                                   for c in range(len(corpus.class_names))]))
-    return Corpus([corpus.texts[i] for i in keep], corpus.labels[keep], corpus.class_names,
-                  corpus.source)
 
 
 def _config(cfg: TextConfig, seed: int, epochs: int, **kw) -> TrainConfig:
@@ -269,9 +275,17 @@ _CELL_FIELDS = ("articles_per_class", "split_seed", "validation_fraction", "test
                 "batch_size", "lr", "head_weight_decays")
 
 
+def _cell_fields(cfg: TextConfig) -> tuple[str, ...]:
+    """The settings a K x draw x seed cell depends on; the hard-label variant adds its own (so
+    the default's keys, and the cells already computed with it, stay as they were)."""
+    if cfg.hard_labels_in_transfer:
+        return (*_CELL_FIELDS, "hard_labels_in_transfer", "transfer_hard_weight")
+    return _CELL_FIELDS
+
+
 def _cell(cfg: TextConfig, data: _Data, k: int, draw: int, seed: int, out: Path, log) -> dict:
     """One K x draw x seed: the teacher head (per draw), TF-IDF + LR, the three students."""
-    path = _cell_path(cfg, out, f"k{k}-d{draw}-s{seed}", _CELL_FIELDS)
+    path = _cell_path(cfg, out, f"k{k}-d{draw}-s{seed}", _cell_fields(cfg))
     if path.exists() and not cfg.fresh:
         return json.loads(path.read_text())
     labelled = draw_per_class(data.labels, data.train, k, seed=1000 * k + draw)
@@ -290,21 +304,13 @@ def _cell(cfg: TextConfig, data: _Data, k: int, draw: int, seed: int, out: Path,
     val = ArrayDataset(data.ids[data.val], y[data.val], n_cls)
     spec = {"name": "bag-of-ngrams", "buckets": cfg.buckets, "dim": cfg.dim,
             "out_features": n_cls}
-    runs = {
-        "labels_only": (ArrayDataset(data.ids[labelled], y[labelled], n_cls), None, "ce",
-                        max(cfg.student_epochs, 60)),
-        "soft": (ArrayDataset(data.ids[data.train], None, n_cls), t_logits[data.train], "kd",
-                 cfg.student_epochs),
-        "soft_augmented": (ArrayDataset(torch.cat([data.ids[data.train], data.crop_ids]), None,
-                                        n_cls),
-                           torch.cat([t_logits[data.train], crop_logits]), "kd",
-                           cfg.student_epochs),
-    }
-    for name, (train_set, soft, method, epochs) in runs.items():
+    hard = cfg.transfer_hard_weight if cfg.hard_labels_in_transfer else 0.0
+    for name, (train_set, soft, method, epochs) in student_runs(
+            cfg, data, labelled, t_logits, crop_logits).items():
         torch.manual_seed(seed)
         model = build_model(spec)
         m = methods.get("ce") if method == "ce" else methods.get(
-            "kd", temperature=cfg.temperature, soft_weight=1.0, hard_weight=0.0)
+            "kd", temperature=cfg.temperature, soft_weight=1.0, hard_weight=hard)
         batch = min(cfg.batch_size, max(len(train_set) // 4, 8))
         res = train(model, train_set, _config(cfg, seed, epochs, batch_size=batch), method=m,
                     teacher_logits=soft, eval_sets={"test": test, "val": val},
@@ -313,6 +319,7 @@ def _cell(cfg: TextConfig, data: _Data, k: int, draw: int, seed: int, out: Path,
         cell[name]["val_accuracy"] = res.final["val_accuracy"]
         cell[name]["train_seconds"] = round(sum(r["seconds"] for r in res.history), 2)
         cell[name]["examples"] = len(train_set)
+        cell[name]["labelled_examples"] = train_set.n_labelled
         if k == min(cfg.labels_per_class) and draw == 0 and seed == cfg.seeds[0]:
             export_safetensors(res.model, spec, out / "models" / f"k{k}-d0-s{seed}-{name}"
                                                                  ".safetensors")
@@ -321,6 +328,32 @@ def _cell(cfg: TextConfig, data: _Data, k: int, draw: int, seed: int, out: Path,
             f"{s} {cell[s]['accuracy']:.4f}" for s in STUDENTS))
     atomic_write_json(path, jsonable(cell))
     return cell
+
+
+def student_runs(cfg: TextConfig, data: _Data, labelled: np.ndarray, t_logits: torch.Tensor,
+                 crop_logits: torch.Tensor) -> dict[str, tuple]:
+    """Per student: (training set, teacher logits or None, method name, epochs). The soft
+    students' sets are unlabelled, or with `hard_labels_in_transfer` partially labelled: the
+    K labelled articles keep their labels, every other article and every crop is -1."""
+    y = torch.as_tensor(data.labels)
+    n_cls = len(data.class_names)
+
+    def transfer(x: torch.Tensor, crops: int) -> ArrayDataset:
+        if not cfg.hard_labels_in_transfer:
+            return ArrayDataset(x, None, n_cls)
+        part = labels_where_drawn(data.labels, data.train, labelled, crops)
+        return ArrayDataset(x, torch.from_numpy(part), n_cls, partial_labels=True)
+
+    return {
+        "labels_only": (ArrayDataset(data.ids[labelled], y[labelled], n_cls), None, "ce",
+                        max(cfg.student_epochs, 60)),
+        "soft": (transfer(data.ids[data.train], 0), t_logits[data.train], "kd",
+                 cfg.student_epochs),
+        "soft_augmented": (transfer(torch.cat([data.ids[data.train], data.crop_ids]),
+                                    len(data.crop_ids)),
+                           torch.cat([t_logits[data.train], crop_logits]), "kd",
+                           cfg.student_epochs),
+    }
 
 
 def _embedding_cell(cfg: TextConfig, data: _Data, seed: int, out: Path, log) -> dict:

@@ -188,7 +188,8 @@ def assemble(cfg, data, cells: dict, embedding: list[dict], timing: dict) -> dic
                               "ece_mean": mean_sd([r[name]["ece"] for r in rows])[0],
                               "val_accuracy_mean": mean_sd([r[name]["val_accuracy"]
                                                             for r in rows])[0],
-                              "examples": rows[0][name]["examples"]}
+                              "examples": rows[0][name]["examples"],
+                              "labelled_examples": rows[0][name].get("labelled_examples")}
         best = max(STUDENTS[1:], key=lambda n: students[n]["val_accuracy_mean"])
         best_acc = [r[best]["accuracy"] for r in rows]
         students.update(ms_per_1000_torch=t1["student_torch"], ms_per_1000_onnx=t1["student_onnx"],

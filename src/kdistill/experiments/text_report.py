@@ -14,6 +14,22 @@ _LABELS = {"labels_only": "student on the K labels alone",
            "soft_augmented": "the same + 2 paragraph crops per article, labelled by the teacher"}
 
 
+def _hard_weight(r: dict) -> float | None:
+    """The hard term's weight when the soft students also had the K labels, else None."""
+    cfg = r.get("config", {})
+    return cfg.get("transfer_hard_weight") if cfg.get("hard_labels_in_transfer") else None
+
+
+def _labels(r: dict) -> dict[str, str]:
+    """Row names; the soft students' say whether they also had the K hard labels."""
+    if _hard_weight(r) is None:
+        return _LABELS
+    return {**_LABELS, "soft": "student on the teacher's soft targets + the K hard labels "
+                               "(training split)",
+            "soft_augmented": "the same + 2 paragraph crops per article, labelled by the teacher "
+                              "(crops unlabelled)"}
+
+
 def _pm(mean, sd) -> str:
     return f"{100 * mean:.2f}%" + ("" if sd is None else f" ± {100 * sd:.2f}")
 
@@ -42,6 +58,10 @@ def render_markdown(r: dict, png_name: str) -> str:
         "95% t-intervals of differences paired by cell. The teacher's encoder ran once per "
         f"article and crop ({r['teacher_encoding_seconds']:.0f} s in this invocation; 0 when "
         "the cache was reused).\n"]
+    if _hard_weight(r) is not None:
+        lines.append("Variant: the soft students also learned the hard labels of the K labelled "
+                     "articles per class (every other article and every crop unlabelled), kd's "
+                     f"hard_weight {_hard_weight(r):g}, a mean over the whole batch.\n")
     for k, row in r["by_k"].items():
         s = row["students"]
         body = [["teacher (MiniLM + head)", _pm(row["teacher"]["accuracy_mean"],
@@ -50,7 +70,7 @@ def render_markdown(r: dict, png_name: str) -> str:
                 ["TF-IDF + logistic regression, K labels", _pm(row["tfidf_lr_accuracy_mean"],
                                                                row["tfidf_lr_accuracy_sd"]),
                  "", ""]]
-        for name, label in _LABELS.items():
+        for name, label in _labels(r).items():
             mark = " **(best on validation)**" if name == row["best_student"] else ""
             body.append([label + mark, _pm(s[name]["accuracy_mean"], s[name]["accuracy_sd"]),
                          f"{s[name]['nll_mean']:.3f}", f"{s[name]['ece_mean']:.3f}"])
@@ -102,7 +122,7 @@ def plot(r: dict):
                [x["teacher"]["accuracy_sd"] or 0 for x in rows], "k-"),
               ("TF-IDF + LR", [x["tfidf_lr_accuracy_mean"] for x in rows],
                [x["tfidf_lr_accuracy_sd"] or 0 for x in rows], "C7--")]
-    for i, (name, label) in enumerate(_LABELS.items()):
+    for i, (name, label) in enumerate(_labels(r).items()):
         series.append((label.split(" (")[0], [x["students"][name]["accuracy_mean"] for x in rows],
                        [x["students"][name]["accuracy_sd"] or 0 for x in rows], f"C{i}-"))
     for label, mean, sd, style in series:

