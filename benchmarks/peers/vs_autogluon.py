@@ -204,6 +204,10 @@ def render(out: dict) -> str:
              f"same stages{cap}. Test accuracy (%), RMSE of "
              "the probabilities, ms per 1,000 raw rows (one thread), bytes on disk, fit "
              "seconds (one CPU). One seed: no interval.", ""]
+    if not out.get("complete", True):
+        lines += [f"**Partial:** {len(out['problems'])} of 5 problems; not run: "
+                  f"{', '.join(out['problems_missing'])}. The means and goals are over the "
+                  "problems run.", ""]
     header = ["problem", "system", "accuracy %", "RMSE", "ms / 1,000", "bytes", "fit s"]
     body = []
     for p in [*out["problems"], {"name": "mean", **out["mean"]}]:
@@ -227,6 +231,13 @@ def render(out: dict) -> str:
     return "\n".join(lines)
 
 
+def _saved(work: Path, cap: float | None) -> bool:
+    """Both sides of a problem are saved, AutoGluon's with this budget cap."""
+    budget = work / "budget.json"
+    return ((work / "kdistill.json").is_file() and (work / "autogluon.json").is_file()
+            and budget.is_file() and json.loads(budget.read_text()).get("cap") == cap)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--problems", nargs="+", default=list(PROBLEMS), choices=PROBLEMS)
@@ -234,6 +245,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="runs/vs-autogluon")
     p.add_argument("--autogluon-python", default=str(HERE / ".venv-autogluon" / "bin" / "python"))
     p.add_argument("--report-dir", default="docs/results/model-compression")
+    p.add_argument("--report-only", action="store_true",
+                   help="compute nothing: the report of the problems whose two sides are saved "
+                        "(marked partial when some are missing)")
     p.add_argument("--budget-cap", type=float, default=None,
                    help="at most this many seconds for AutoGluon's fit and for its distill "
                         "(default: kdistill's own stage times, uncapped)")
@@ -244,9 +258,12 @@ def main(argv: list[str] | None = None) -> int:
               "benchmarks/peers/setup_autogluon.sh", file=sys.stderr)
         return 2
     torch.set_num_threads(1)
-    rows, version = [], ""
+    rows, version, missing = [], "", []
     for name in args.problems:
         work = Path(args.out) / f"seed{args.seed}" / name
+        if args.report_only and not _saved(work, args.budget_cap):
+            missing.append(name)
+            continue
         work.mkdir(parents=True, exist_ok=True)
         _log.info(f"{name}: kdistill")
         kd = kdistill_side(name, args.seed, work)
@@ -258,8 +275,10 @@ def main(argv: list[str] | None = None) -> int:
         kd["autogluon_seconds"], kd["autogluon_budget"] = ag["seconds"], ag["budget"]
         version = ag["version"]
         rows.append(kd)
-    if set(args.problems) == set(PROBLEMS):
+    if rows and (set(args.problems) == set(PROBLEMS) or args.report_only):
         out = assemble(rows, version, args)
+        out["problems_missing"] = missing + [n for n in PROBLEMS if n not in args.problems]
+        out["complete"] = not out["problems_missing"]
         report = Path(args.report_dir)
         atomic_write_json(report / "vs-autogluon.json", jsonable(out))
         atomic_write_text(report / "vs-autogluon.md", render(out))
