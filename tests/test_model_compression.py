@@ -11,6 +11,7 @@ import pytest
 
 from kdistill.cli import main
 from kdistill.experiments import model_compression as mc
+from kdistill.experiments import model_compression_report as mcr
 from kdistill.tabular import compress as tc
 from kdistill.tabular.metrics import metric_score
 from kdistill.tabular.mimic import load_mimic
@@ -145,7 +146,7 @@ def test_the_small_mimic_is_the_best_candidate_within_the_size_budget(tmp_path) 
     assert any("no candidate is within 1/1e+09" in line for line in lines)
     assert not any("the best within" in line for line in lines)
     summary = {"problems": [{"name": "p1", **r}, {"name": "p2", "mimic_small_within_budget": True}]}
-    assert mc._over_budget(summary).startswith(" No candidate fits the budget on p1:")
+    assert mcr._over_budget(summary).startswith(" No candidate fits the budget on p1:")
 
 
 def write_csv(path, n: int = 200, **extra) -> None:

@@ -40,7 +40,7 @@ from ..distill.trainer import resolve_device
 from ..reporting import provenance
 from . import hinton_mnist_stats, setting
 from .common import Recipe, build_config, fit_run, jsonable, train_config, write_reports
-from .hinton_mnist_report import plot_sweep, render_markdown
+from .hinton_mnist_report import plot_sweep, render_markdown, summary
 
 __all__ = ["summary", "HintonMnistConfig", "TEACHER_RECIPES", "run", "defaults_for"]
 
@@ -394,19 +394,3 @@ def config_from(dataset: str, **overrides) -> HintonMnistConfig:
     return build_config(HintonMnistConfig, dataset, defaults_for(dataset), overrides,
                         "hinton-mnist")
 
-
-def summary(r: dict, cfg: HintonMnistConfig) -> list[str]:
-    """The lines `kdistill reproduce hinton-mnist` (and `kdistill demo`) print at the end."""
-    n, seeds = r["test_size"], len(r["seeds"])
-    lines = ["", f"{'model':<44} {'test errors':>12} {'error rate':>11}"
-             + (f"   (mean of {seeds} seeds)" if seeds > 1 else "")]
-    for key, label in (("teacher", f"teacher ({r['teacher_recipe']})"),
-                       ("student", "student, hard labels"),
-                       ("distilled", f"student, distilled at T={r['temperature']:g}")):
-        e = r.get(f"{key}_errors_mean", r[f"{key}_errors"])
-        lines.append(f"{label:<44} {e:>12.1f} {100 * e / n:>10.2f}%")
-    if r["gap_recovered"] is not None:
-        lines.append(f"gap recovered by distillation: {100 * r['gap_recovered']:.1f}%")
-    lines.append(f"report: {Path(cfg.out) / 'results.md'} (+ .json, .png); wall time "
-                 f"{r['wall_seconds']:.0f} s")
-    return lines

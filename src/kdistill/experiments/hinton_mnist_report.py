@@ -1,14 +1,21 @@
 """The hinton-mnist experiment's report: the teacher / student / distilled table, the teacher
-recipe chosen on validation and the width x temperature sweep as Markdown, and the learning-curve
-and errors-vs-temperature figure, both read from the results dict alone."""
+recipe chosen on validation and the width x temperature sweep as Markdown, the learning-curve
+and errors-vs-temperature figure, both read from the results dict alone, and the lines the command
+prints at the end."""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..reporting import markdown_table
 
-__all__ = ["render_markdown", "plot_sweep"]
+if TYPE_CHECKING:
+    from .hinton_mnist import HintonMnistConfig
+
+__all__ = ["render_markdown", "plot_sweep", "summary"]
 
 
 def _teacher_label(r: dict) -> str:
@@ -198,3 +205,20 @@ def plot_sweep(r: dict):
         ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def summary(r: dict, cfg: HintonMnistConfig) -> list[str]:
+    """The lines `kdistill reproduce hinton-mnist` (and `kdistill demo`) print at the end."""
+    n, seeds = r["test_size"], len(r["seeds"])
+    lines = ["", f"{'model':<44} {'test errors':>12} {'error rate':>11}"
+             + (f"   (mean of {seeds} seeds)" if seeds > 1 else "")]
+    for key, label in (("teacher", f"teacher ({r['teacher_recipe']})"),
+                       ("student", "student, hard labels"),
+                       ("distilled", f"student, distilled at T={r['temperature']:g}")):
+        e = r.get(f"{key}_errors_mean", r[f"{key}_errors"])
+        lines.append(f"{label:<44} {e:>12.1f} {100 * e / n:>10.2f}%")
+    if r["gap_recovered"] is not None:
+        lines.append(f"gap recovered by distillation: {100 * r['gap_recovered']:.1f}%")
+    lines.append(f"report: {Path(cfg.out) / 'results.md'} (+ .json, .png); wall time "
+                 f"{r['wall_seconds']:.0f} s")
+    return lines

@@ -55,7 +55,7 @@ from .common import (
     write_reports,
 )
 from .seeds import mean_sd, paired
-from .specialists_report import plot_results, render_markdown
+from .specialists_report import plot_results, render_markdown, summary
 
 __all__ = ["summary", "SpecialistsConfig", "config_from", "defaults_for", "run",
            "train_specialists"]
@@ -393,12 +393,3 @@ def run(cfg: SpecialistsConfig, log: Callable[[str], None] = _log.info) -> dict:
     write_reports(results, cfg, render_markdown, plot_results)
     return results
 
-
-def summary(r: dict, cfg: SpecialistsConfig) -> list[str]:
-    """The lines `kdistill reproduce specialists` prints at the end."""
-    lines = [f"test accuracy: generalist {r['generalist_accuracy']:.4f}, with specialists "
-             f"{r['combined_accuracy']:.4f}"]
-    lines += [f"  covered by {row['covering']}: {row['examples']} examples, "
-              f"{row['delta_correct']:+d} correct" for row in r["gain_by_covering"]]
-    return lines + [f"report: {Path(cfg.out) / 'results.md'} (+ .json, .png); wall time "
-                    f"{r['wall_seconds']:.0f} s"]

@@ -1,15 +1,21 @@
 """The specialists experiment's report: Tables 2-4 and the per-seed table as Markdown, and the
 gain-by-covering / class-coverage figure, both read from the results dict alone (so a committed
-results.json can be rendered again)."""
+results.json can be rendered again), and the lines the command prints at the end."""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..reporting import markdown_table
 from .common import provenance_lines
 
-__all__ = ["render_markdown", "plot_results"]
+if TYPE_CHECKING:
+    from .specialists import SpecialistsConfig
+
+__all__ = ["render_markdown", "plot_results", "summary"]
 
 
 def _pct(x: float | None) -> str:
@@ -151,3 +157,13 @@ def plot_results(r: dict):
     ax.set_title(f"classes covered by each specialist (seed {first['seed']})")
     fig.tight_layout()
     return fig
+
+
+def summary(r: dict, cfg: SpecialistsConfig) -> list[str]:
+    """The lines `kdistill reproduce specialists` prints at the end."""
+    lines = [f"test accuracy: generalist {r['generalist_accuracy']:.4f}, with specialists "
+             f"{r['combined_accuracy']:.4f}"]
+    lines += [f"  covered by {row['covering']}: {row['examples']} examples, "
+              f"{row['delta_correct']:+d} correct" for row in r["gain_by_covering"]]
+    return lines + [f"report: {Path(cfg.out) / 'results.md'} (+ .json, .png); wall time "
+                    f"{r['wall_seconds']:.0f} s"]

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
 from numbers import Integral, Real
 from pathlib import Path
 from typing import Any
@@ -55,6 +54,7 @@ from ..distill.trainer import TrainConfig, train
 from . import mimic_export
 from .encoding import MISSING, TabularEncoder
 from .inputs import check_table
+from .mimic_transfer import TransferSet, concat_rows, teacher_proba
 from .munge import ALGORITHMS, Munge
 from .random_marginals import RandomMarginals
 
@@ -63,34 +63,6 @@ __all__ = ["MimicClassifier", "TransferSet", "build_transfer_set", "load_mimic",
 
 PSEUDO: tuple[str, ...] = ("munge", "random", "none")
 MIMIC_FORMAT = "kdistill-mimic/1"
-
-
-def _teacher_proba(teacher: Any, X: Any) -> np.ndarray:
-    proba = teacher.predict_proba(X) if hasattr(teacher, "predict_proba") else teacher(X)
-    proba = np.asarray(proba, dtype=np.float64)
-    if proba.ndim != 2 or proba.shape[1] < 2 or proba.shape[0] != len(X):
-        raise ValueError(f"the teacher must return (n_samples, n_classes >= 2) probabilities; "
-                         f"got shape {proba.shape} for {len(X)} rows")
-    if not np.all(np.isfinite(proba)) or np.any(proba < 0):
-        raise ValueError("the teacher's probabilities contain NaN, infinite or negative values")
-    return proba / proba.sum(axis=1, keepdims=True)
-
-
-def _concat(a: Any, b: Any) -> Any:
-    if isinstance(a, pd.DataFrame):
-        return pd.concat([a.reset_index(drop=True), b.reset_index(drop=True)],
-                         ignore_index=True)
-    return np.concatenate([np.asarray(a), np.asarray(b)], axis=0)
-
-
-@dataclass
-class TransferSet:
-    """Rows a mimic learns from (raw, like ``fit``'s X) and the teacher's probabilities on them."""
-
-    rows: Any
-    proba: np.ndarray
-    classes: np.ndarray
-    n_original: int  # how many of the rows are the original training rows (they come first)
 
 
 def build_transfer_set(teacher: Any, X: Any, *, pseudo: str = "munge", k: int = 10,
@@ -231,8 +203,8 @@ class MimicClassifier(ClassifierMixin, BaseEstimator):
             else:
                 generator = RandomMarginals(self.k, random_state=self.random_state)
             pseudo = generator.fit_sample(X)
-            rows = _concat(X, pseudo) if self.include_original else pseudo
-        proba = _teacher_proba(teacher, rows)
+            rows = concat_rows(X, pseudo) if self.include_original else pseudo
+        proba = teacher_proba(teacher, rows)
         classes = np.asarray(getattr(teacher, "classes_", np.arange(proba.shape[1])))
         if len(classes) != proba.shape[1]:
             classes = np.arange(proba.shape[1])
