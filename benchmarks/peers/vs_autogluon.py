@@ -39,7 +39,7 @@ from threadpoolctl import threadpool_limits
 
 from kdistill.files import atomic_write_json, atomic_write_text
 from kdistill.reporting import jsonable, markdown_table, provenance
-from kdistill.tabular.compress import CompressionConfig, compress_split
+from kdistill.tabular.compress import CompressionConfig, compress_split, time_predict
 from kdistill.tabular.encoding import TabularEncoder
 from kdistill.tabular.metrics import metric_score
 from kdistill.tabular.problems import PROBLEMS, load_problem, split_protocol
@@ -53,17 +53,6 @@ _log = logging.getLogger("vs_autogluon")
 
 def scores(y: np.ndarray, proba: np.ndarray) -> dict:
     return {"accuracy": metric_score(y, proba, "accuracy"), "rmse": metric_score(y, proba, "rmse")}
-
-
-def best_seconds(predict, rows, repeats: int) -> float:
-    """Best wall time of `repeats` calls with one thread (torch and BLAS)."""
-    with threadpool_limits(limits=1):
-        best = float("inf")
-        for _ in range(repeats):
-            start = time.perf_counter()
-            predict(rows)
-            best = min(best, time.perf_counter() - start)
-    return best
 
 
 def _parts(name: str, seed: int):
@@ -120,7 +109,7 @@ def _sklearn_baselines(problem, Xtr, ytr, Xte, yte, hidden, seed: int) -> dict:
             pipe.fit(Xtr, ytr)
         fit = time.perf_counter() - t
         out[key] = {**scores(yte, pipe.predict_proba(Xte)),
-                    "ms_per_1000": best_seconds(pipe.predict_proba, rows, 3) * 1e6 / len(rows),
+                    "ms_per_1000": time_predict(pipe.predict_proba, rows, 3) * 1e6 / len(rows),
                     "bytes": model_size_bytes(pipe), "fit_seconds": fit}
     return out
 

@@ -50,8 +50,9 @@ from .metrics import metric_score
 from .mimic import MimicClassifier
 from .selection import EnsembleSelection
 
-__all__ = ["CompressionConfig", "compress_split", "gain_captured", "plot_trajectory", "METHODS",
-           "MIMICS", "BASELINES", "ARCHITECTURES", "SCORE_KEYS", "arch_label"]
+__all__ = ["CompressionConfig", "compress_split", "gain_captured", "time_predict",
+           "plot_trajectory", "METHODS", "MIMICS", "BASELINES", "ARCHITECTURES", "SCORE_KEYS",
+           "arch_label"]
 
 _log = logging.getLogger(__name__)
 
@@ -127,7 +128,7 @@ def _scores(y: np.ndarray, proba: np.ndarray) -> dict:
     return {m: metric_score(y, proba, m) for m in SCORE_KEYS}
 
 
-def _time_predict(predict: Callable[[Any], Any], rows: Any, repeats: int) -> float:
+def time_predict(predict: Callable[[Any], Any], rows: Any, repeats: int) -> float:
     """Best wall time of ``repeats`` calls, one thread for torch and BLAS."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -242,16 +243,16 @@ def compress_split(
     bare = WeightedEnsemble(None, ensemble.names, ensemble.models, ensemble.weights,
                             ensemble.classes_)
     predict_seconds = {
-        "single": _time_predict(single.predict_proba, encoded, 2),
-        "ensemble": _time_predict(bare.predict_proba, encoded, 1),
-        **{m: _time_predict(nets[m].proba_from_encoded, nets[m].encoder_.transform(rows), 5)
+        "single": time_predict(single.predict_proba, encoded, 2),
+        "ensemble": time_predict(bare.predict_proba, encoded, 1),
+        **{m: time_predict(nets[m].proba_from_encoded, nets[m].encoder_.transform(rows), 5)
            for m in nets},
     }
     raw_seconds = {
-        "encoding": _time_predict(encoder.transform, rows, 3),
-        "ensemble": _time_predict(ensemble.predict_proba, rows, 1),
-        "mimic_munge": _time_predict(mimics["mimic_munge"].predict_proba, rows, 3),
-        "mimic_small": _time_predict(mimics["mimic_small"].predict_proba, rows, 3),
+        "encoding": time_predict(encoder.transform, rows, 3),
+        "ensemble": time_predict(ensemble.predict_proba, rows, 1),
+        "mimic_munge": time_predict(mimics["mimic_munge"].predict_proba, rows, 3),
+        "mimic_small": time_predict(mimics["mimic_small"].predict_proba, rows, 3),
     }
     score = {m: test[m][metric] for m in methods}
     noise = (bootstrap_gain(y_test, proba["ensemble"], proba["ann"], metric, seed=cfg.seed)
