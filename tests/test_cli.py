@@ -200,3 +200,28 @@ def test_fix_bias_undoes_a_known_shift(digits_teacher, tmp_path, capsys):
                             str(tmp_path / "never.pt")], capsys)
     assert_usage_error(code, err, "does not exist")
     assert not (tmp_path / "never.pt").exists()
+
+
+def test_records_name_the_cli_command_however_it_was_invoked(monkeypatch):
+    """`python -c "...main()" reproduce text` once recorded `-c reproduce text`."""
+    import argparse
+
+    import kdistill.cli as cli
+    from kdistill.reporting import command_line, provenance
+
+    seen = []
+
+    class Command:
+        @staticmethod
+        def run(args):
+            seen.append((command_line(), provenance()["command"]))
+            return 0
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("command")
+    parser.add_argument("--out")
+    monkeypatch.setattr(cli, "build_parser", lambda: (parser, {"fake": Command}))
+    monkeypatch.setattr(sys, "argv", ["-c", "fake", "--out", "a b"])
+    assert cli.main() == 0 and cli.main(["fake", "--out", "x"]) == 0
+    assert seen == [("kdistill fake --out 'a b'",) * 2, ("kdistill fake --out x",) * 2]
+    assert not command_line().startswith("kdistill fake")   # reset after the command

@@ -16,11 +16,22 @@ import numpy as np
 
 from .files import atomic_write
 
-__all__ = ["provenance", "hardware", "markdown_table", "save_figure", "command_line", "jsonable"]
+__all__ = ["provenance", "set_invocation", "hardware", "markdown_table", "save_figure",
+           "command_line", "jsonable"]
+
+
+_INVOCATION: list[str] | None = None   # set by the CLI for the duration of one command
+
+
+def set_invocation(argv: list[str] | None) -> None:
+    """The CLI's own arguments, so that a record names `kdistill ...` whether the CLI ran as a
+    script, under `python -m` or `python -c`, or from `kdistill.cli.main([...])`."""
+    global _INVOCATION
+    _INVOCATION = None if argv is None else ["kdistill", *argv]
 
 
 def command_line() -> str:
-    argv = list(sys.argv)
+    argv = list(sys.argv) if _INVOCATION is None else list(_INVOCATION)
     if argv and argv[0].endswith(("kdistill", "__main__.py")):
         argv[0] = "kdistill"
     return " ".join(shlex.quote(a) for a in argv)

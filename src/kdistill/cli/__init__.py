@@ -15,6 +15,7 @@ import logging
 import os
 import sys
 
+from ..reporting import set_invocation
 from .common import LazyParser, Parser, UsageError
 from .common import load_model as _load_model  # noqa: F401  (tests and old callers)
 
@@ -72,6 +73,7 @@ def _is(exc: BaseException, module: str, name: str) -> bool:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MPLBACKEND", "Agg")  # figures without a display; no import needed
     handler, level = _install_logging()
+    set_invocation(list(sys.argv[1:] if argv is None else argv))
     try:
         parser, modules = build_parser()
         args = parser.parse_args(argv)
@@ -98,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         raise
     finally:
+        set_invocation(None)
         logger = logging.getLogger("kdistill")
         logger.removeHandler(handler)
         logger.setLevel(level)
