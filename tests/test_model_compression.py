@@ -13,12 +13,14 @@ from kdistill.cli import main
 from kdistill.experiments import model_compression as mc
 from kdistill.experiments import model_compression_report as mcr
 from kdistill.tabular import compress as tc
+from kdistill.tabular.compress_nets import budget_widths
 from kdistill.tabular.metrics import metric_score
 from kdistill.tabular.mimic import load_mimic
 from kdistill.tabular.problems import TabularProblem
 
 QUICK = dict(preset="tiny", n_jobs=1, selection_bags=3, munge_k=2, mimic_hidden=((16,), (4,)),
-             epochs=5, batch_size=64, ann_hidden=((8,),), ann_epochs=(5,), timing_rows=200)
+             epochs=5, small_epochs=5, batch_size=64, ann_hidden=((8,),), ann_epochs=(5,),
+             timing_rows=200)
 QUICK_FLAGS = ["--preset", "tiny", "--n-jobs", "1", "--munge-k", "2", "--mimic-hidden", "16",
                "4", "--mimic-epochs", "5"]
 
@@ -115,7 +117,8 @@ def test_the_small_mimic_is_the_best_candidate_within_the_size_budget(tmp_path) 
     parts = [(X.iloc[a:b].reset_index(drop=True), y[a:b]) for a, b in
              ((0, 120), (120, 180), (180, 240))]
     archs = ((2,), (64, 64), (8,))
-    cfg = tc.CompressionConfig(**{**QUICK, "mimic_hidden": archs})
+    quick = {**QUICK, "budget_fitted": False}   # the fixed candidates alone
+    cfg = tc.CompressionConfig(**{**quick, "mimic_hidden": archs})
     r = tc.compress_split(*parts[0], *parts[1], *parts[2], cfg, log=lambda _: None)
     trials = r["mimic_selection"]
     assert [t["hidden"] for t in trials] == [list(a) for a in archs]
@@ -126,7 +129,7 @@ def test_the_small_mimic_is_the_best_candidate_within_the_size_budget(tmp_path) 
     sizes = sorted(t["size_bytes"] for t in trials)
     budget = r["size_bytes"]["ensemble"] / ((sizes[1] + sizes[2]) / 2)
     r = tc.compress_split(*parts[0], *parts[1], *parts[2],
-                          tc.CompressionConfig(**{**QUICK, "mimic_hidden": archs,
+                          tc.CompressionConfig(**{**quick, "mimic_hidden": archs,
                                                   "size_budget": budget}), log=lambda _: None)
     within = [t for t in r["mimic_selection"] if t["within_budget"]]
     assert [t["hidden"] for t in within] == [[2], [8]] and r["mimic_small_within_budget"]
@@ -138,7 +141,7 @@ def test_the_small_mimic_is_the_best_candidate_within_the_size_budget(tmp_path) 
     # No candidate fits: the smallest one, and the log and report say it is over budget.
     lines: list[str] = []
     r = tc.compress_split(*parts[0], *parts[1], *parts[2],
-                          tc.CompressionConfig(**{**QUICK, "mimic_hidden": archs,
+                          tc.CompressionConfig(**{**quick, "mimic_hidden": archs,
                                                   "size_budget": 1e9}), log=lines.append)
     assert r["mimic_chosen"]["mimic_small"] == [2]
     assert not any(t["within_budget"] for t in r["mimic_selection"])
@@ -161,6 +164,50 @@ def one_line_exit_2(code: int, err: str, *words: str) -> None:
     assert "Traceback" not in err
     for w in words:
         assert w in lines[0], lines[0]
+
+
+def test_budget_widths_are_the_widest_nets_whose_weights_fit() -> None:
+    # 10 inputs, 3 classes: one layer of h has 14h + 3 weights, two of h have h^2 + 15h + 3.
+    assert budget_widths(10, 3, 4 * (14 * 20 + 3)) == [(20,), (10, 10)]
+    assert budget_widths(10, 3, 4 * (14 * 20 + 3) - 1)[0] == (19,)
+    assert budget_widths(10, 3, 4 * (20 * 20 + 15 * 20 + 3))[1] == (20, 20)
+    assert budget_widths(10, 3, 4 * (20 * 20 + 15 * 20 + 3) - 1)[1] == (19, 19)
+    for n_bytes in (500, 4321, 98765):   # against a brute-force search over widths
+        one, two = budget_widths(10, 3, n_bytes)
+        fits1 = [h for h in range(1, 2000) if 4 * (14 * h + 3) <= n_bytes]
+        fits2 = [h for h in range(1, 2000) if 4 * (h * h + 15 * h + 3) <= n_bytes]
+        assert one == (max(fits1),) and two == (max(fits2),) * 2
+    assert budget_widths(10, 3, 40) == []    # nothing of width 4 or more fits
+
+
+def test_budget_fitted_mimics_spend_the_budget_and_compete_for_the_small_mimic() -> None:
+    X, y = synthetic()
+    parts = [(X.iloc[a:b].reset_index(drop=True), y[a:b]) for a, b in
+             ((0, 120), (120, 180), (180, 240))]
+    archs = ((2,), (64, 64))
+    r = tc.compress_split(*parts[0], *parts[1], *parts[2],
+                          tc.CompressionConfig(**{**QUICK, "mimic_hidden": archs}),
+                          log=lambda _: None)
+    small, big = (t["size_bytes"] for t in r["mimic_selection"][:2])
+    budget = r["size_bytes"]["ensemble"] / ((small + big) / 2)     # between the two
+    lines: list[str] = []
+    r = tc.compress_split(*parts[0], *parts[1], *parts[2],
+                          tc.CompressionConfig(**{**QUICK, "mimic_hidden": archs,
+                                                  "size_budget": budget}), log=lines.append)
+    max_bytes = r["size_bytes"]["ensemble"] / budget
+    trials = r["mimic_selection"]
+    fitted = [t for t in trials if t.get("budget_fitted")]
+    assert [len(t["hidden"]) for t in fitted] == [1, 2]
+    for t in fitted:
+        assert t["epochs"] == QUICK["small_epochs"] and t["within_budget"]
+        assert small < t["size_bytes"] <= max_bytes     # wider than the fixed net that fits
+    within = [t for t in trials if t["within_budget"]]
+    chosen = min(within, key=lambda t: t["hillclimb_rmse"])
+    assert r["mimic_chosen"]["mimic_small"] == chosen["hidden"]
+    # The most accurate mimic is still chosen among the fixed candidates only.
+    assert r["mimic_chosen"]["mimic_munge"] == min(trials[:2], key=lambda t: t[
+        "hillclimb_rmse"])["hidden"]
+    assert sum("budget-fitted" in line for line in lines) == 2
 
 
 def test_cli_compress_end_to_end(tmp_path, capsys) -> None:

@@ -45,6 +45,11 @@ def add_compression(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mimic-epochs", type=int, default=None, help="mimic epochs (default: 60)")
     p.add_argument("--size-budget", type=float, default=None,
                    help="the small mimic is at most 1/N of the ensemble's size (default: 1000)")
+    p.add_argument("--small-epochs", type=int, default=None,
+                   help="epochs of the nets fitted to the size budget (default: 180)")
+    p.add_argument("--no-budget-fitted", dest="budget_fitted", action="store_false",
+                   default=None, help="the small mimic only from the fixed candidates, without "
+                                      "the widest one- and two-layer nets that fit the budget")
 
 
 def add_csv_reading(p: argparse.ArgumentParser) -> None:
@@ -98,7 +103,8 @@ def compression_config(a: argparse.Namespace, **defaults):
     given = {"preset": a.preset, "n_jobs": a.n_jobs, "munge_k": a.munge_k,
              "mimic_hidden": tuple(a.mimic_hidden) if a.mimic_hidden else None,
              "epochs": a.mimic_epochs, "size_budget": a.size_budget, "seed": a.seed,
-             "metric": a.metric}
+             "metric": a.metric, "small_epochs": a.small_epochs,
+             "budget_fitted": a.budget_fitted}
     cfg = model_compression.config_from(**{**defaults, **{k: v for k, v in given.items()
                                                           if v is not None}})
     cfg.validate()

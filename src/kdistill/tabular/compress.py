@@ -84,6 +84,8 @@ class CompressionConfig:
     batch_size: int = 512
     lr: float = 2e-3
     size_budget: float = 1000.0        # mimic_small: at most ensemble bytes / size_budget
+    budget_fitted: bool = True         # mimic_small also from the widest nets within budget,
+    small_epochs: int = 180            # trained this long (small nets need longer schedules)
     ann_hidden: tuple[tuple[int, ...], ...] = ARCHITECTURES
     ann_epochs: tuple[int, ...] = (40, 160)
     timing_rows: int = 10000
@@ -94,7 +96,7 @@ class CompressionConfig:
         """Raise ValueError on a bad setting; normalizes ``metric`` ('log-loss' -> 'log_loss')."""
         self.metric = check_metric(self.metric)
         for name in ("n_jobs", "selection_bags", "selection_max_iter", "munge_k",
-                     "epochs", "batch_size", "timing_rows"):
+                     "epochs", "small_epochs", "batch_size", "timing_rows"):
             if not 1 <= getattr(self, name) <= 2 ** 31 - 1:
                 raise ValueError(f"{name} must be an integer in [1, {2 ** 31 - 1}], got "
                                  f"{getattr(self, name)}")

@@ -5,6 +5,7 @@ hillclimb rows by the run's metric, with a progress line per trial.
 
 from __future__ import annotations
 
+import math
 import tempfile
 import time
 from collections.abc import Callable
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from torch import nn
 
 from .gain import better
 from .library import _proba_one
@@ -19,7 +21,7 @@ from .metrics import metric_score
 from .mimic import MimicClassifier, build_transfer_set
 from .progress import Progress
 
-__all__ = ["fit_ann", "fit_mimics", "aligned", "export_size", "LoggedTeacher"]
+__all__ = ["fit_ann", "fit_mimics", "budget_widths", "aligned", "export_size", "LoggedTeacher"]
 
 
 class LoggedTeacher:
@@ -99,12 +101,50 @@ def _mimic(cfg: Any, ensemble: Any, enc: dict, hidden: tuple[int, ...]) -> Mimic
                            random_state=cfg.seed)
 
 
+def budget_widths(n_in: int, n_out: int, n_bytes: float) -> list[tuple[int, ...]]:
+    """The widest one-layer and two-layer (equal widths) nets whose float32 weights take at
+    most ``n_bytes``: the size-budgeted mimic spends its whole budget instead of settling for
+    the largest fixed candidate that happens to fit."""
+    n = n_bytes / 4 - n_out                       # parameters left after the output bias
+    one = math.floor(n / (n_in + 1 + n_out))
+    b = n_in + 2 + n_out                          # two layers: h^2 + b h <= n
+    two = math.floor((-b + math.sqrt(b * b + 4 * n)) / 2) if n > 0 else 0
+    return [h for h in ((one,), (two, two)) if min(h) >= 4]
+
+
+def _n_weights(n_in: int, hidden: tuple[int, ...], n_out: int) -> int:
+    widths = [n_in, *hidden, n_out]
+    return sum(a * b + b for a, b in zip(widths, widths[1:]))
+
+
+def _budget_fitted(cfg: Any, fitted: list[MimicClassifier], trials: list[dict],
+                   max_bytes: float) -> list[tuple[int, ...]]:
+    """Budget-fitted architectures not among the candidates, from the export overhead the
+    candidates measured (bytes beyond their float32 weights) for the same depth, with 3% to
+    spare."""
+    first = next(m for m in fitted[0].model_.modules() if isinstance(m, nn.Linear))
+    n_in, n_out = first.in_features, len(fitted[0].classes_)
+    out = []
+    for hidden in budget_widths(n_in, n_out, max_bytes):
+        same = [r["size_bytes"] - 4 * _n_weights(n_in, tuple(r["hidden"]), n_out)
+                for r in trials if len(r["hidden"]) == len(hidden)]
+        overhead = max(same or [r["size_bytes"] - 4 * _n_weights(n_in, tuple(r["hidden"]),
+                                                                  n_out) for r in trials])
+        room = 0.97 * max_bytes - overhead
+        fit = [h for h in budget_widths(n_in, n_out, room) if len(h) == len(hidden)]
+        if fit and list(fit[0]) not in [r["hidden"] for r in trials]:
+            out.append(fit[0])
+    return out
+
+
 def fit_mimics(cfg: Any, ensemble: Any, enc: dict, X_train: Any, y_train: np.ndarray,
                X_hill: Any, y_hill: np.ndarray, max_bytes: float, timings: dict[str, float],
                log: Callable[[str], None], random: bool = True
                ) -> tuple[dict[str, MimicClassifier], list[dict]]:
-    """Every candidate architecture on one MUNGE transfer set; keep the best, and the best
-    within ``max_bytes``; then (``random``) the best one's architecture on RANDOM pseudo-data."""
+    """Every candidate architecture on one MUNGE transfer set; keep the best candidate, and
+    the best within ``max_bytes`` among the candidates and (``cfg.budget_fitted``) the widest
+    nets that fit it, trained ``cfg.small_epochs``; then (``random``) the best one's
+    architecture on RANDOM pseudo-data."""
     t = time.perf_counter()
     log(f"  MUNGE: generating {cfg.munge_k} pseudo rows per training row")
     munge = build_transfer_set(LoggedTeacher(ensemble, log, "MUNGE"), X_train, pseudo="munge",
@@ -129,8 +169,22 @@ def fit_mimics(cfg: Any, ensemble: Any, enc: dict, X_train: Any, y_train: np.nda
                        "fit_seconds": round(mimic.fit_seconds_, 2)})
         progress(i, f"{'x'.join(map(str, hidden))}: hillclimb {cfg.metric} "
                     f"{trials[-1]['hillclimb_score']:.4f}, {size} bytes")
-    timings["mimic_candidates"] = time.perf_counter() - t
     best = _best(trials, cfg.metric)
+    extra = _budget_fitted(cfg, fitted, trials, max_bytes) if cfg.budget_fitted else []
+    for hidden in extra:
+        mimic = _mimic(cfg, ensemble, enc, hidden)
+        mimic.set_params(epochs=cfg.small_epochs).fit(X_train, transfer_set=munge)
+        proba = aligned(mimic, X_hill, y_train)
+        size = export_size(mimic)
+        fitted.append(mimic)
+        trials.append({"hidden": list(hidden), "budget_fitted": True, "epochs": cfg.small_epochs,
+                       "hillclimb_score": metric_score(y_hill, proba, cfg.metric),
+                       "hillclimb_rmse": metric_score(y_hill, proba, "rmse"),
+                       "size_bytes": size, "within_budget": bool(size <= max_bytes),
+                       "fit_seconds": round(mimic.fit_seconds_, 2)})
+        log(f"  mimic: budget-fitted {'x'.join(map(str, hidden))} x {cfg.small_epochs} epochs: "
+            f"hillclimb {cfg.metric} {trials[-1]['hillclimb_score']:.4f}, {size} bytes")
+    timings["mimic_candidates"] = time.perf_counter() - t
     within = [i for i, r in enumerate(trials) if r["within_budget"]]
     # Nothing fits the budget: the smallest candidate, flagged in the trials.
     small = (_best(trials, cfg.metric, within) if within
