@@ -64,14 +64,16 @@ def _parts(name: str, seed: int):
     return problem, part(tr), part(hi), part(te)
 
 
-def kdistill_side(name: str, seed: int, work: Path) -> dict:
+def kdistill_side(name: str, seed: int, work: Path, budget_fitted: bool) -> dict:
     """The pipeline and the two scikit-learn baselines on one problem (saved, resumable)."""
     path = work / "kdistill.json"
     if path.is_file():
-        return json.loads(path.read_text())
+        saved = json.loads(path.read_text())
+        if saved.get("budget_fitted", False) == budget_fitted:
+            return saved   # made with another mimic setting: recomputed
     t0 = time.perf_counter()
     problem, (Xtr, ytr), (Xhi, yhi), (Xte, yte) = _parts(name, seed)
-    cfg = CompressionConfig(n_jobs=1, seed=seed)
+    cfg = CompressionConfig(n_jobs=1, seed=seed, budget_fitted=budget_fitted)
     res = compress_split(Xtr, ytr, Xhi, yhi, Xte, yte, cfg, nominal=problem.nominal,
                          skip_baselines=True, out_dir=work / "kdistill", log=_log.info)
     s, raw = res["seconds"], res["predict_seconds_10k_from_raw_rows"]
@@ -87,7 +89,8 @@ def kdistill_side(name: str, seed: int, work: Path) -> dict:
                                   seed))
     out = {"problem": name, "systems": row, "budgets": {"fit": ensemble_fit, "distill": mimic_fit},
            "mimic_hidden": res["mimic_chosen"], "rows": res["rows"],
-           "members": res["selection"]["members"], "seconds": time.perf_counter() - t0}
+           "members": res["selection"]["members"], "budget_fitted": budget_fitted,
+           "seconds": time.perf_counter() - t0}
     atomic_write_json(path, jsonable(out))
     return out
 
@@ -193,6 +196,11 @@ def render(out: dict) -> str:
              f"same stages{cap}. Test accuracy (%), RMSE of "
              "the probabilities, ms per 1,000 raw rows (one thread), bytes on disk, fit "
              "seconds (one CPU). One seed: no interval.", ""]
+    if out.get("carried_from"):
+        lines += ["Rows of " + ", ".join(out["carried_from"]) + " are carried over from the "
+                  "earlier report made with the same seed and budget cap (`"
+                  + "`; `".join(sorted(set(out["carried_from"].values()))) + "`); the other "
+                  "problems were run for this one.", ""]
     if not out.get("complete", True):
         lines += [f"**Partial:** {len(out['problems'])} of 5 problems; not run: "
                   f"{', '.join(out['problems_missing'])}. The means and goals are over the "
@@ -227,6 +235,28 @@ def _saved(work: Path, cap: float | None) -> bool:
             and budget.is_file() and json.loads(budget.read_text()).get("cap") == cap)
 
 
+def carried_rows(report: Path, names: list[str], seed: int, cap: float | None) -> list[dict]:
+    """Rows of `names` rebuilt from an earlier report made with the same seed and budget cap,
+    so that a report can be completed on a machine that lacks the earlier runs' folders."""
+    if not report.is_file():
+        return []
+    old = json.loads(report.read_text())
+    if old.get("seed") != seed or old.get("budget_cap_seconds") != cap:
+        return []
+    rows = []
+    for p in old["problems"]:
+        if p["name"] in names:
+            rows.append({"problem": p["name"], "systems": {s: p[s] for s in SYSTEMS},
+                         "budgets": p["kdistill_stage_seconds"],
+                         "autogluon_budget": p["autogluon_budget_seconds"],
+                         "mimic_hidden": p["mimic_hidden"],
+                         "seconds": old["compute_seconds"][p["name"]]["kdistill"],
+                         "autogluon_seconds": old["compute_seconds"][p["name"]]["autogluon"],
+                         "carried_from": old.get("carried_from", {}).get(p["name"],
+                                                                      old["command"])})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--problems", nargs="+", default=list(PROBLEMS), choices=PROBLEMS)
@@ -237,6 +267,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--report-only", action="store_true",
                    help="compute nothing: the report of the problems whose two sides are saved "
                         "(marked partial when some are missing)")
+    p.add_argument("--carry", nargs="+", default=[], choices=PROBLEMS, metavar="PROBLEM",
+                   help="with --report-only: take these problems' rows from the report already "
+                        "in --report-dir (same seed and budget cap) when their runs are not "
+                        "saved here; the report names them")
+    p.add_argument("--budget-fitted", action="store_true",
+                   help="let the size-budgeted mimic also try the widest nets within budget "
+                        "(CompressionConfig.budget_fitted; off: the best fixed candidate within "
+                        "budget, as in the committed report's rows)")
     p.add_argument("--budget-cap", type=float, default=None,
                    help="at most this many seconds for AutoGluon's fit and for its distill "
                         "(default: kdistill's own stage times, uncapped)")
@@ -255,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         work.mkdir(parents=True, exist_ok=True)
         _log.info(f"{name}: kdistill")
-        kd = kdistill_side(name, args.seed, work)
+        kd = kdistill_side(name, args.seed, work, args.budget_fitted)
         b = budgets(kd, args.budget_cap)
         _log.info(f"{name}: AutoGluon with {b['fit']:.0f} s to fit and {b['distill']:.0f} s "
                   "to distill")
@@ -264,8 +302,17 @@ def main(argv: list[str] | None = None) -> int:
         kd["autogluon_seconds"], kd["autogluon_budget"] = ag["seconds"], ag["budget"]
         version = ag["version"]
         rows.append(kd)
+    carried = []
+    if args.report_only and args.carry:
+        carried = carried_rows(Path(args.report_dir) / "vs-autogluon.json",
+                               [n for n in missing if n in args.carry], args.seed, args.budget_cap)
+        missing = [n for n in missing if n not in {r["problem"] for r in carried}]
+        version = version or json.loads((Path(args.report_dir) / "vs-autogluon.json")
+                                        .read_text())["autogluon_version"]
+        rows = sorted(rows + carried, key=lambda r: list(PROBLEMS).index(r["problem"]))
     if rows and (set(args.problems) == set(PROBLEMS) or args.report_only):
         out = assemble(rows, version, args)
+        out["carried_from"] = {r["problem"]: r["carried_from"] for r in carried}
         out["problems_missing"] = missing + [n for n in PROBLEMS if n not in args.problems]
         out["complete"] = not out["problems_missing"]
         report = Path(args.report_dir)
