@@ -112,6 +112,23 @@ def test_export_and_load_predict_without_the_teacher(tmp_path) -> None:
         load_mimic(tmp_path / "other.pt")
 
 
+def test_robust_numeric_inputs_are_learned_and_survive_export(tmp_path) -> None:
+    """A heavy-tailed column (a few values 1,000 sd out): the net sees asinh-scaled inputs."""
+    X = table()
+    X.loc[:4, "x1"] = [3e3, -2e3, 5e3, 1e4, -8e3]
+    mimic = fast(teacher=FormulaTeacher(), numeric="robust").fit(X)
+    assert mimic.encoder_.numeric == "robust"
+    assert np.abs(mimic.encoder_.transform(X)).max() < 12   # asinh(1e4 / ~1) is about 10
+    test = table(300, seed=1)
+    err = np.abs(mimic.predict_proba(test)[:, 1] - FormulaTeacher().predict_proba(test)[:, 1])
+    assert err.mean() < 0.05
+    loaded = load_mimic(mimic.export(tmp_path / "robust.pt"))
+    assert loaded.numeric == "robust"
+    np.testing.assert_allclose(loaded.predict_proba(test), mimic.predict_proba(test))
+    with pytest.raises(ValueError, match="numeric must be one of"):
+        fast(teacher=FormulaTeacher(), numeric="quantile").fit(X)
+
+
 def test_hard_label_mode_is_the_ann_baseline() -> None:
     rng = np.random.default_rng(0)
     X = rng.standard_normal((300, 3))

@@ -43,12 +43,14 @@ def test_compress_split_numbers_are_what_the_saved_models_give(tmp_path) -> None
     X, y = synthetic()
     parts = [(X.iloc[a:b].reset_index(drop=True), y[a:b]) for a, b in
              ((0, 120), (120, 180), (180, 240))]
-    cfg = tc.CompressionConfig(**QUICK)
+    cfg = tc.CompressionConfig(**QUICK, numeric="robust")   # the nets' inputs only
     r = tc.compress_split(*parts[0], *parts[1], *parts[2], cfg, out_dir=tmp_path,
                           log=lambda _: None)
     X_test, y_test = parts[2]
     ensemble = joblib.load(tmp_path / "ensemble.joblib")
     mimic = load_mimic(tmp_path / "mimic.pt")
+    assert mimic.encoder_.numeric == "robust" and r["nets_numeric"] == "robust"
+    assert load_mimic(tmp_path / "mimic-small.pt").encoder_.numeric == "robust"
     assert r["rmse"]["ensemble"] == pytest.approx(
         metric_score(y_test, ensemble.predict_proba(X_test), "rmse"))
     assert r["rmse"]["mimic_munge"] == pytest.approx(

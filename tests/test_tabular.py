@@ -100,8 +100,29 @@ def test_encoder_json_round_trip_and_sklearn_conventions() -> None:
     again = TabularEncoder.from_dict(json.loads(json.dumps(enc.to_dict())))
     np.testing.assert_array_equal(again.transform(df), enc.transform(df))
     assert clone(enc).get_params() == {"nominal": ["color", "flag", "b"], "encoding": "onehot",
-                                       "max_categories": 50, "missing": "category"}
+                                       "max_categories": 50, "missing": "category",
+                                       "numeric": "standard"}
     assert TabularEncoder().set_params(encoding="ordinal").encoding == "ordinal"
+
+
+def test_robust_numeric_encoding_by_hand() -> None:
+    # a: median 0, quartiles 0 and 1.5 (numpy's linear rule on 7 values): s = 1.5 / 1.349;
+    # z: half the values equal the median, so the IQR is 0 and s is the mean |z - median|.
+    df = pd.DataFrame({"a": [0, 0, 0, 0, 1, 2, 100.0], "z": [5, 5, 5, 5, 5, 5, 9.0],
+                       "c": [3.0] * 7})
+    enc = TabularEncoder(numeric="robust").fit(df)
+    s_a, s_z = 1.5 / 1.349, 4 / 7
+    expected = np.column_stack([np.arcsinh(df["a"] / s_a), np.arcsinh((df["z"] - 5) / s_z),
+                                np.zeros(7)])               # a constant column: scale 1
+    np.testing.assert_allclose(enc.transform(df), expected, rtol=1e-6)
+    assert enc.scale_ == pytest.approx({"a": s_a, "z": s_z, "c": 1.0})
+    again = TabularEncoder.from_dict(json.loads(json.dumps(enc.to_dict())))
+    assert again.numeric == "robust"
+    np.testing.assert_array_equal(again.transform(df), enc.transform(df))
+    old = {k: v for k, v in TabularEncoder().fit(df).to_dict().items() if k != "numeric"}
+    assert TabularEncoder.from_dict(old).numeric == "standard"   # exports made before it
+    with pytest.raises(ValueError, match="numeric must be one of"):
+        TabularEncoder(numeric="log").fit(df)
 
 
 def test_encoder_errors_name_the_column() -> None:

@@ -47,6 +47,9 @@ def add_compression(p: argparse.ArgumentParser) -> None:
                    help="the small mimic is at most 1/N of the ensemble's size (default: 1000)")
     p.add_argument("--small-epochs", type=int, default=None,
                    help="epochs of the nets fitted to the size budget (default: 180)")
+    p.add_argument("--numeric", choices=("standard", "robust"), default=None,
+                   help="numeric inputs of the nets: standard ((x - mean) / sd, the default) "
+                        "or robust (asinh of (x - median) / IQR-scale: heavy tails compressed)")
     p.add_argument("--no-budget-fitted", dest="budget_fitted", action="store_false",
                    default=None, help="the small mimic only from the fixed candidates, without "
                                       "the widest one- and two-layer nets that fit the budget")
@@ -104,7 +107,7 @@ def compression_config(a: argparse.Namespace, **defaults):
              "mimic_hidden": tuple(a.mimic_hidden) if a.mimic_hidden else None,
              "epochs": a.mimic_epochs, "size_budget": a.size_budget, "seed": a.seed,
              "metric": a.metric, "small_epochs": a.small_epochs,
-             "budget_fitted": a.budget_fitted}
+             "budget_fitted": a.budget_fitted, "numeric": a.numeric}
     cfg = model_compression.config_from(**{**defaults, **{k: v for k, v in given.items()
                                                           if v is not None}})
     cfg.validate()

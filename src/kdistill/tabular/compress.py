@@ -43,7 +43,7 @@ from ..distill.models import check_model_size
 from ..reporting import save_figure
 from .compress_nets import aligned, export_size, fit_ann, fit_mimics
 from .compress_report import arch_label, plot_trajectory
-from .encoding import TabularEncoder
+from .encoding import NUMERIC, TabularEncoder
 from .gain import better, bootstrap_gain, check_metric, gain_captured, gain_verdict
 from .library import ModelLibrary, WeightedEnsemble, model_size_bytes
 from .metrics import metric_score
@@ -86,6 +86,7 @@ class CompressionConfig:
     size_budget: float = 1000.0        # mimic_small: at most ensemble bytes / size_budget
     budget_fitted: bool = True         # mimic_small also from the widest nets within budget,
     small_epochs: int = 180            # trained this long (small nets need longer schedules)
+    numeric: str = "standard"          # numeric inputs of the nets (ANN, mimics): or "robust"
     ann_hidden: tuple[tuple[int, ...], ...] = ARCHITECTURES
     ann_epochs: tuple[int, ...] = (40, 160)
     timing_rows: int = 10000
@@ -95,6 +96,8 @@ class CompressionConfig:
     def validate(self) -> None:
         """Raise ValueError on a bad setting; normalizes ``metric`` ('log-loss' -> 'log_loss')."""
         self.metric = check_metric(self.metric)
+        if self.numeric not in NUMERIC:
+            raise ValueError(f"numeric must be one of {NUMERIC}, got {self.numeric!r}")
         for name in ("n_jobs", "selection_bags", "selection_max_iter", "munge_k",
                      "epochs", "small_epochs", "batch_size", "timing_rows"):
             if not 1 <= getattr(self, name) <= 2 ** 31 - 1:
@@ -172,7 +175,7 @@ def compress_split(
     encoder = TabularEncoder(nominal=nominal, missing=missing).fit(X_train)
     if missing == "impute":  # MUNGE, RANDOM and the teacher see the rows the encoder sees
         X_train, X_hill, X_test = (encoder.fill_missing(X) for X in (X_train, X_hill, X_test))
-    enc = {"nominal": encoder.nominal_, "missing": missing}
+    enc = {"nominal": encoder.nominal_, "missing": missing, "numeric": cfg.numeric}
     methods = [m for m in METHODS if not (skip_baselines and m in BASELINES)]
     Z_train, Z_hill, Z_test = (encoder.transform(X) for X in (X_train, X_hill, X_test))
     if len(np.unique(y_train)) < 2:
@@ -317,6 +320,7 @@ def compress_split(
         "ann_chosen": ({"hidden": list(nets["ann"].hidden), "epochs": nets["ann"].epochs}
                        if "ann" in nets else None),
         "size_budget": cfg.size_budget,
+        "nets_numeric": cfg.numeric,
         "mimic_small_within_budget": small_fits,
         "mimic_selection": mimic_trials,
         "mimic_chosen": {m: list(mimics[m].hidden) for m in mimics},

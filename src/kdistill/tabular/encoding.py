@@ -21,9 +21,10 @@ from .problems import (
     load_mlbench,  # noqa: F401  (distill/data.py imports it from here)
 )
 
-__all__ = ["TabularEncoder", "MISSING"]
+__all__ = ["TabularEncoder", "MISSING", "NUMERIC"]
 
 MISSING: tuple[str, ...] = ("category", "impute")
+NUMERIC: tuple[str, ...] = ("standard", "robust")
 
 
 def _as_frame(X: Any, columns: list[Any] | None = None) -> pd.DataFrame:
@@ -69,6 +70,18 @@ def _category_codes(values: pd.Series, categories: list[Any]) -> np.ndarray:
     return pd.Index(names).get_indexer(text).astype(np.int64)
 
 
+def _center_scale(known: np.ndarray, numeric: str) -> tuple[float, float]:
+    """(mean, sd) or, for ``robust``, (median, IQR / 1.349 or the mean absolute deviation);
+    a scale of 0 (a constant column) becomes 1."""
+    if numeric == "standard":
+        center, scale = float(known.mean()), float(known.std())
+    else:
+        center = float(np.median(known))
+        q1, q3 = np.quantile(known, [0.25, 0.75])
+        scale = float(q3 - q1) / 1.349 or float(np.abs(known - center).mean())
+    return center, scale if scale > 0 else 1.0
+
+
 class TabularEncoder(TransformerMixin, BaseEstimator):
     """DataFrame (or array) -> float32 matrix: standardized numeric, one-hot/ordinal nominal.
 
@@ -80,23 +93,33 @@ class TabularEncoder(TransformerMixin, BaseEstimator):
     nominal with the most frequent training value, numeric with the training mean. Unseen
     categories at transform time encode as all zeros (one-hot) or -1 (ordinal).
 
+    ``numeric="standard"``: (x - mean) / sd. ``numeric="robust"``: asinh((x - median) / s),
+    s the interquartile range / 1.349 (the sd of a normal; the mean absolute deviation from the
+    median when half the values are equal): heavy tails are compressed logarithmically and the
+    bulk of the values keeps its resolution, which a network fed standardized heavy-tailed
+    columns loses (its outliers set the scale). Two numbers per column either way.
+
     ``transform`` takes a DataFrame with the fitted columns (any order, no others) or an array
     whose columns are the fitted ones in fit order; the output is always float32, the dtype the
     networks take.
     """
 
     def __init__(self, nominal: list[Any] | None = None, encoding: str = "onehot",
-                 max_categories: int = 50, missing: str = "category") -> None:
+                 max_categories: int = 50, missing: str = "category",
+                 numeric: str = "standard") -> None:
         self.nominal = nominal
         self.encoding = encoding
         self.max_categories = max_categories
         self.missing = missing
+        self.numeric = numeric
 
     def fit(self, X: Any, y: Any = None) -> TabularEncoder:
         if self.encoding not in ("onehot", "ordinal"):
             raise ValueError(f"encoding must be 'onehot' or 'ordinal'; got {self.encoding!r}")
         if self.missing not in MISSING:
             raise ValueError(f"missing must be one of {MISSING}; got {self.missing!r}")
+        if self.numeric not in NUMERIC:
+            raise ValueError(f"numeric must be one of {NUMERIC}; got {self.numeric!r}")
         if not isinstance(self.max_categories, int) or self.max_categories < 2:
             raise ValueError(f"max_categories must be an integer >= 2; got {self.max_categories!r}")
         frame = _as_frame(X)
@@ -123,9 +146,7 @@ class TabularEncoder(TransformerMixin, BaseEstimator):
                 known = numbers[np.isfinite(numbers)]
                 if not len(known):
                     raise ValueError(f"column {c!r} has no values (all missing): drop it")
-                self.mean_[c] = float(known.mean())
-                std = float(known.std())
-                self.scale_[c] = std if std > 0 else 1.0
+                self.mean_[c], self.scale_[c] = _center_scale(known, self.numeric)
                 if self.missing == "impute":
                     self.fill_[c] = self.mean_[c]
         self.n_features_in_ = len(columns)
@@ -223,8 +244,8 @@ class TabularEncoder(TransformerMixin, BaseEstimator):
                     onehot[np.flatnonzero(known), codes[known]] = 1.0
                     parts.append(onehot)
             else:
-                numbers = self._numeric(values, c)
-                parts.append(((numbers - self.mean_[c]) / self.scale_[c])[:, None]
+                z = (self._numeric(values, c) - self.mean_[c]) / self.scale_[c]
+                parts.append((np.arcsinh(z) if self.numeric == "robust" else z)[:, None]
                              .astype(np.float32))
         return np.hstack(parts)
 
@@ -237,6 +258,7 @@ class TabularEncoder(TransformerMixin, BaseEstimator):
             "encoding": self.encoding,
             "max_categories": self.max_categories,
             "missing": self.missing,
+            "numeric": self.numeric,
             "fill": [[_plain(c), _plain(v)] for c, v in self.fill_.items()],
             "categories": [[_plain(c), list(v)] for c, v in self.categories_.items()],
             "mean": [[_plain(c), v] for c, v in self.mean_.items()],
@@ -247,7 +269,8 @@ class TabularEncoder(TransformerMixin, BaseEstimator):
     def from_dict(cls, state: dict) -> TabularEncoder:
         enc = cls(nominal=list(state["nominal"]), encoding=state["encoding"],
                   max_categories=int(state["max_categories"]),
-                  missing=state.get("missing", "category"))  # older exports: no "missing"
+                  missing=state.get("missing", "category"),  # older exports: no "missing"
+                  numeric=state.get("numeric", "standard"))
         enc.columns_ = list(state["columns"])
         enc.nominal_ = list(state["nominal"])
         enc.categories_ = {c: list(v) for c, v in state["categories"]}

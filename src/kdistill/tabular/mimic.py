@@ -52,7 +52,7 @@ from ..distill.data import ArrayDataset
 from ..distill.models import build_model, count_parameters
 from ..distill.trainer import TrainConfig, train
 from . import mimic_export
-from .encoding import MISSING, TabularEncoder
+from .encoding import MISSING, NUMERIC, TabularEncoder
 from .inputs import check_table
 from .mimic_transfer import TransferSet, concat_rows, teacher_proba
 from .munge import ALGORITHMS, Munge
@@ -111,7 +111,8 @@ class MimicClassifier(ClassifierMixin, BaseEstimator):
       hidden: hidden layer widths (the paper: one layer of 256).
       epochs, batch_size, lr, weight_decay: Adam with a cosine schedule.
       device: ``"cpu"``, ``"cuda"`` or ``"auto"``; random_state: seeds MUNGE and the network.
-      missing: ``"category"`` or ``"impute"``, as in :class:`TabularEncoder`.
+      missing: ``"category"`` or ``"impute"``; numeric: ``"standard"`` or ``"robust"``, as in
+        :class:`TabularEncoder`.
 
     Fitted attributes: ``model_`` (torch module), ``encoder_``, ``classes_``, ``n_transfer_``,
     ``history_``, ``fit_seconds_``, ``n_features_in_``, ``teacher_`` (the teacher used),
@@ -124,7 +125,8 @@ class MimicClassifier(ClassifierMixin, BaseEstimator):
                  include_original: bool = True, nominal: list[Any] | None = None,
                  hidden: tuple[int, ...] = (256,), epochs: int = 30, batch_size: int = 256,
                  lr: float = 1e-3, weight_decay: float = 0.0, device: str = "cpu",
-                 random_state: int = 0, missing: str = "category") -> None:
+                 random_state: int = 0, missing: str = "category",
+                 numeric: str = "standard") -> None:
         self.teacher = teacher
         self.pseudo = pseudo
         self.k = k
@@ -141,12 +143,15 @@ class MimicClassifier(ClassifierMixin, BaseEstimator):
         self.device = device
         self.random_state = random_state
         self.missing = missing
+        self.numeric = numeric
 
     # ------------------------------------------------------------------------------ fit
 
     def _check_params(self) -> None:
         if self.missing not in MISSING:
             raise ValueError(f"missing must be one of {MISSING}; got {self.missing!r}")
+        if self.numeric not in NUMERIC:
+            raise ValueError(f"numeric must be one of {NUMERIC}; got {self.numeric!r}")
         if self.pseudo not in PSEUDO:
             raise ValueError(f"pseudo must be one of {PSEUDO}; got {self.pseudo!r}")
         if self.munge_algorithm not in ALGORITHMS:
@@ -220,7 +225,8 @@ class MimicClassifier(ClassifierMixin, BaseEstimator):
         self._check_params()
         start = time.perf_counter()
         X = check_table(X, "MimicClassifier", min_rows=2)
-        encoder = TabularEncoder(nominal=self.nominal, missing=self.missing).fit(X)
+        encoder = TabularEncoder(nominal=self.nominal, missing=self.missing,
+                                 numeric=self.numeric).fit(X)
         if self.missing == "impute":  # MUNGE and the teacher see the rows the encoder sees
             filled = encoder.fill_missing(X)
             X = filled if isinstance(X, pd.DataFrame) else filled.to_numpy()
@@ -363,7 +369,8 @@ def load_mimic(path: str | os.PathLike) -> MimicClassifier:
         raise CheckpointError(f"{path}: damaged mimic export ({str(exc)[:160]})") from None
     spec = ckpt["model_spec"]
     mimic = MimicClassifier(teacher=None, pseudo="none", nominal=encoder.nominal_,
-                            hidden=tuple(spec["hidden"]), missing=encoder.missing)
+                            hidden=tuple(spec["hidden"]), missing=encoder.missing,
+                            numeric=encoder.numeric)
     mimic.model_ = model.eval()
     mimic.model_spec_ = spec
     mimic.encoder_ = encoder
