@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 
 import numpy as np
 import pandas as pd
@@ -123,6 +124,14 @@ def test_robust_numeric_encoding_by_hand() -> None:
     assert TabularEncoder.from_dict(old).numeric == "standard"   # exports made before it
     with pytest.raises(ValueError, match="numeric must be one of"):
         TabularEncoder(numeric="log").fit(df)
+    # An encoder pickled (in a saved ensemble) before `numeric` existed still transforms.
+    standard = TabularEncoder().fit(df)
+    state = dict(standard.__getstate__())
+    del state["numeric"]
+    older = TabularEncoder.__new__(TabularEncoder)
+    older.__setstate__(state)
+    np.testing.assert_array_equal(older.transform(df), standard.transform(df))
+    assert pickle.loads(pickle.dumps(enc)).numeric == "robust"
 
 
 def test_encoder_errors_name_the_column() -> None:

@@ -113,6 +113,10 @@ class TabularEncoder(TransformerMixin, BaseEstimator):
         self.missing = missing
         self.numeric = numeric
 
+    def __setstate__(self, state: dict) -> None:
+        # Encoders pickled (inside a saved ensemble) before ``numeric`` existed standardized.
+        super().__setstate__({"numeric": "standard", **state})
+
     def fit(self, X: Any, y: Any = None) -> TabularEncoder:
         if self.encoding not in ("onehot", "ordinal"):
             raise ValueError(f"encoding must be 'onehot' or 'ordinal'; got {self.encoding!r}")
