@@ -117,7 +117,7 @@ def _n_weights(n_in: int, hidden: tuple[int, ...], n_out: int) -> int:
     return sum(a * b + b for a, b in zip(widths, widths[1:]))
 
 
-def _budget_fitted(cfg: Any, fitted: list[MimicClassifier], trials: list[dict],
+def _budget_fitted(fitted: list[MimicClassifier], trials: list[dict],
                    max_bytes: float) -> list[tuple[int, ...]]:
     """Budget-fitted architectures not among the candidates, from the export overhead the
     candidates measured (bytes beyond their float32 weights) for the same depth, with 3% to
@@ -170,7 +170,7 @@ def fit_mimics(cfg: Any, ensemble: Any, enc: dict, X_train: Any, y_train: np.nda
         progress(i, f"{'x'.join(map(str, hidden))}: hillclimb {cfg.metric} "
                     f"{trials[-1]['hillclimb_score']:.4f}, {size} bytes")
     best = _best(trials, cfg.metric)
-    extra = _budget_fitted(cfg, fitted, trials, max_bytes) if cfg.budget_fitted else []
+    extra = _budget_fitted(fitted, trials, max_bytes) if cfg.budget_fitted else []
     for hidden in extra:
         mimic = _mimic(cfg, ensemble, enc, hidden)
         mimic.set_params(epochs=cfg.small_epochs).fit(X_train, transfer_set=munge)
