@@ -70,7 +70,7 @@ def kdistill_side(name: str, seed: int, work: Path, budget_fitted: bool) -> dict
     if path.is_file():
         saved = json.loads(path.read_text())
         if saved.get("budget_fitted", False) == budget_fitted:
-            return saved   # made with another mimic setting: recomputed
+            return saved   # else made with another mimic setting: recomputed
     t0 = time.perf_counter()
     problem, (Xtr, ytr), (Xhi, yhi), (Xte, yte) = _parts(name, seed)
     cfg = CompressionConfig(n_jobs=1, seed=seed, budget_fitted=budget_fitted)

@@ -124,17 +124,29 @@ def _budget_fitted(fitted: list[MimicClassifier], trials: list[dict],
     spare."""
     first = next(m for m in fitted[0].model_.modules() if isinstance(m, nn.Linear))
     n_in, n_out = first.in_features, len(fitted[0].classes_)
+    overheads = [(len(r["hidden"]), r["size_bytes"] - 4 * _n_weights(n_in, tuple(r["hidden"]),
+                                                                     n_out)) for r in trials]
     out = []
     for hidden in budget_widths(n_in, n_out, max_bytes):
-        same = [r["size_bytes"] - 4 * _n_weights(n_in, tuple(r["hidden"]), n_out)
-                for r in trials if len(r["hidden"]) == len(hidden)]
-        overhead = max(same or [r["size_bytes"] - 4 * _n_weights(n_in, tuple(r["hidden"]),
-                                                                  n_out) for r in trials])
+        same = [o for depth, o in overheads if depth == len(hidden)]
+        overhead = max(same or [o for _, o in overheads])
         room = 0.97 * max_bytes - overhead
         fit = [h for h in budget_widths(n_in, n_out, room) if len(h) == len(hidden)]
         if fit and list(fit[0]) not in [r["hidden"] for r in trials]:
             out.append(fit[0])
     return out
+
+
+def _trial(cfg: Any, mimic: MimicClassifier, X_hill: Any, y_hill: np.ndarray,
+           y_train: np.ndarray, max_bytes: float) -> dict:
+    """One mimic's record: hillclimb scores, export size, whether it fits the budget."""
+    proba = aligned(mimic, X_hill, y_train)
+    size = export_size(mimic)
+    return {"hidden": list(mimic.hidden),
+            "hillclimb_score": metric_score(y_hill, proba, cfg.metric),
+            "hillclimb_rmse": metric_score(y_hill, proba, "rmse"),
+            "size_bytes": size, "within_budget": bool(size <= max_bytes),
+            "fit_seconds": round(mimic.fit_seconds_, 2)}
 
 
 def fit_mimics(cfg: Any, ensemble: Any, enc: dict, X_train: Any, y_train: np.ndarray,
@@ -159,31 +171,21 @@ def fit_mimics(cfg: Any, ensemble: Any, enc: dict, X_train: Any, y_train: np.nda
     progress = Progress(log, "mimic: candidate", len(cfg.mimic_hidden), every=0.0)
     for i, hidden in enumerate(cfg.mimic_hidden, 1):
         mimic = _mimic(cfg, ensemble, enc, hidden).fit(X_train, transfer_set=munge)
-        proba = aligned(mimic, X_hill, y_train)
-        size = export_size(mimic)
         fitted.append(mimic)
-        trials.append({"hidden": list(hidden),
-                       "hillclimb_score": metric_score(y_hill, proba, cfg.metric),
-                       "hillclimb_rmse": metric_score(y_hill, proba, "rmse"),
-                       "size_bytes": size, "within_budget": bool(size <= max_bytes),
-                       "fit_seconds": round(mimic.fit_seconds_, 2)})
+        trials.append(_trial(cfg, mimic, X_hill, y_hill, y_train, max_bytes))
         progress(i, f"{'x'.join(map(str, hidden))}: hillclimb {cfg.metric} "
-                    f"{trials[-1]['hillclimb_score']:.4f}, {size} bytes")
+                    f"{trials[-1]['hillclimb_score']:.4f}, {trials[-1]['size_bytes']} bytes")
     best = _best(trials, cfg.metric)
     extra = _budget_fitted(fitted, trials, max_bytes) if cfg.budget_fitted else []
     for hidden in extra:
         mimic = _mimic(cfg, ensemble, enc, hidden)
         mimic.set_params(epochs=cfg.small_epochs).fit(X_train, transfer_set=munge)
-        proba = aligned(mimic, X_hill, y_train)
-        size = export_size(mimic)
         fitted.append(mimic)
-        trials.append({"hidden": list(hidden), "budget_fitted": True, "epochs": cfg.small_epochs,
-                       "hillclimb_score": metric_score(y_hill, proba, cfg.metric),
-                       "hillclimb_rmse": metric_score(y_hill, proba, "rmse"),
-                       "size_bytes": size, "within_budget": bool(size <= max_bytes),
-                       "fit_seconds": round(mimic.fit_seconds_, 2)})
+        trials.append({**_trial(cfg, mimic, X_hill, y_hill, y_train, max_bytes),
+                       "budget_fitted": True, "epochs": cfg.small_epochs})
         log(f"  mimic: budget-fitted {'x'.join(map(str, hidden))} x {cfg.small_epochs} epochs: "
-            f"hillclimb {cfg.metric} {trials[-1]['hillclimb_score']:.4f}, {size} bytes")
+            f"hillclimb {cfg.metric} {trials[-1]['hillclimb_score']:.4f}, "
+            f"{trials[-1]['size_bytes']} bytes")
     timings["mimic_candidates"] = time.perf_counter() - t
     within = [i for i, r in enumerate(trials) if r["within_budget"]]
     # Nothing fits the budget: the smallest candidate, flagged in the trials.
