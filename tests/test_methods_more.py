@@ -16,6 +16,7 @@ from kdistill.distill.adapters import Batch
 from kdistill.distill.checkpoint import load_checkpoint
 from kdistill.distill.methods import Outputs
 from kdistill.distill.methods.crd import crd_nce, sample_negatives
+from kdistill.distill.methods.rkd import rkd_angle, rkd_distance
 from kdistill.distill.models import MLP
 from kdistill.distill.trainer import TrainConfig, train
 
@@ -431,3 +432,27 @@ def test_dkd_identity_without_standardize_is_unchanged():
     """A DKD run from before the option resumes: its describe() has no `standardize`."""
     assert "standardize" not in methods.get("dkd").describe()
     assert methods.get("dkd", standardize=True).describe()["standardize"] is True
+
+
+def test_rkd_in_float32_on_a_realistic_batch_matches_materialized_differences_in_float64():
+    # the Gram-matrix form (O(n^2 D)) against the direct one over (n, n, D) difference vectors,
+    # on ReLU features with a duplicated row (coincident: distance 0, cosines 0)
+    torch.manual_seed(0)
+    s, t = torch.relu(torch.randn(48, 300)) + 5.0, torch.randn(48, 16)
+    s[7] = s[3]
+
+    def reference(x):
+        x = x.double()
+        diff = x.unsqueeze(0) - x.unsqueeze(1)                      # [j, i] = x_i - x_j
+        norm = diff.norm(dim=-1)
+        off = ~torch.eye(len(x), dtype=torch.bool)
+        d = norm[off] / norm[off].mean()
+        e = torch.where(norm.unsqueeze(-1) > 0, diff / norm.clamp_min(1e-300).unsqueeze(-1), 0)
+        eye = torch.eye(len(x), dtype=torch.bool)
+        keep = ~(eye.unsqueeze(2) | eye.unsqueeze(1) | eye.unsqueeze(0))
+        return d, torch.einsum("jid,jkd->jik", e, e)[keep]
+
+    (ds, as_), (dt, at) = reference(s), reference(t)
+    huber = torch.nn.functional.smooth_l1_loss
+    np.testing.assert_allclose(rkd_distance(s, t).item(), huber(ds, dt).item(), rtol=1e-5)
+    np.testing.assert_allclose(rkd_angle(s, t).item(), huber(as_, at).item(), rtol=1e-5)

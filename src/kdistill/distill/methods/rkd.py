@@ -23,9 +23,21 @@ from .base import LayerPairMethod, Outputs, check_nonneg, flat_features, hard_te
 __all__ = ["RKD", "rkd_distance", "rkd_angle"]
 
 
-def _differences(x: torch.Tensor) -> torch.Tensor:
-    """d[j, i] = x_i - x_j, shape (n, n, D)."""
-    return x.unsqueeze(0) - x.unsqueeze(1)
+def _gram_distances(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(g, d, apart) in float64 from the Gram matrix of the batch-centred x: g[i, j] =
+    <x_i, x_j>, d[i, j] = ||x_i - x_j|| (0 where coincident), apart[i, j] = x_i, x_j not
+    coincident (squared distance above 1e-12 of the largest squared norm: what float64
+    rounding of identical rows can leave). O(n^2 D) instead of the O(n^3 D) of materialized
+    difference vectors: on 128 x 800-d features one step of RKD fell from about 1.8 s to
+    milliseconds on one CPU thread."""
+    x = x.double()
+    x = x - x.mean(0, keepdim=True)          # differences are unchanged; less cancellation
+    g = x @ x.T
+    sq = g.diagonal()
+    d2 = sq.unsqueeze(0) + sq.unsqueeze(1) - 2 * g
+    apart = d2 > 1e-12 * sq.max().clamp_min(1e-300)
+    d = torch.where(apart, d2.clamp_min(1e-300).sqrt(), torch.zeros_like(d2))
+    return g, d, apart
 
 
 def rkd_distance(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -35,9 +47,8 @@ def rkd_distance(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     off = ~torch.eye(n, dtype=torch.bool, device=s.device)
 
     def normalized(x: torch.Tensor) -> torch.Tensor:
-        # clamped, so the diagonal's zero distance (masked out) has a finite gradient
-        d = _differences(x).pow(2).sum(-1).clamp_min(1e-24).sqrt()[off]
-        return d / d.mean().clamp_min(1e-12)
+        d = _gram_distances(x)[1][off]
+        return (d / d.mean().clamp_min(1e-12)).to(x.dtype)
 
     return F.smooth_l1_loss(normalized(s), normalized(t), beta=1.0)
 
@@ -46,15 +57,20 @@ def rkd_angle(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     n = len(s)
     if n < 3:
         return s.sum() * 0.0
-    eye = torch.eye(n, dtype=torch.bool, device=s.device)
-    # triplet (vertex j, i, k) with i, j, k distinct
-    keep = ~(eye.unsqueeze(2) | eye.unsqueeze(1) | eye.unsqueeze(0))
+    # triplets (vertex j, i, k) with i, j, k distinct: i == j or k == j have cosine 0 (below),
+    # i == k is masked; the mean is over the n (n - 1) (n - 2) distinct ones
+    distinct = 1.0 - torch.eye(n, dtype=s.dtype, device=s.device).unsqueeze(0)
 
     def cosines(x: torch.Tensor) -> torch.Tensor:
-        e = F.normalize(_differences(x), dim=-1)
-        return torch.einsum("jid,jkd->jik", e, e)[keep]
+        g, d, apart = _gram_distances(x)
+        inv = torch.where(apart, 1.0 / d.clamp_min(1e-300), torch.zeros_like(d))
+        # [j, i, k]: <x_i - x_j, x_k - x_j> = g_ik - g_ji - g_jk + g_jj
+        dot = g.unsqueeze(0) - g.unsqueeze(2) - (g - g.diagonal().unsqueeze(1)).unsqueeze(1)
+        return (dot * inv.unsqueeze(2) * inv.unsqueeze(1)).to(x.dtype)
 
-    return F.smooth_l1_loss(cosines(s), cosines(t), beta=1.0)
+    diff = (cosines(s) - cosines(t)) * distinct
+    return F.smooth_l1_loss(diff, torch.zeros_like(diff), beta=1.0, reduction="sum") / (
+        n * (n - 1) * (n - 2))
 
 
 class RKD(LayerPairMethod):
