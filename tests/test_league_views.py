@@ -78,8 +78,8 @@ def test_fitnets_from_the_view_cache_is_the_online_teacher_bit_for_bit(run, tmp_
     caches = sorted(p.name for p in (root / "work" / "cache").iterdir())
     assert caches == ["teacher-wrn-10-1-e2-j2-mlp800-all",
                       "teacher-wrn-10-1-e2-j2-mlp800-all-views1-pool",
-                      "teacher-wrn-10-1-e2-j2-resnet8-sub400",
-                      "teacher-wrn-10-1-e2-j2-resnet8-sub400-views1-stage2"]
+                      "teacher-wrn-10-1-e2-j2-resnet8w8-sub400",
+                      "teacher-wrn-10-1-e2-j2-resnet8w8-sub400-views1-stage2"]
     assert "cached views; stage2 → stage2" in (root / "rep" / "digits.md").read_text()
 
 

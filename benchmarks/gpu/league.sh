@@ -32,7 +32,7 @@ start=$(date +%s)
 left() { echo $(( BUDGET_S - ($(date +%s) - start) )); }
 mkdir -p "$OUT/logs"
 common=(reproduce league --dataset fashion-mnist --out "$OUT" --full --seeds "$SEEDS"
-        --teacher-width 4 --teacher-epochs "$TEACHER_EPOCHS" --epochs "$EPOCHS"
+        --teacher-width 4 --student-width 16 --teacher-epochs "$TEACHER_EPOCHS" --epochs "$EPOCHS"
         --batch-size "$BATCH" --lr "$LR" --teacher-lr 0.1 --no-progress
         --view-cache-gb "${VIEW_CACHE_GB:-0}")
 # Feature methods run the teacher online here (VIEW_CACHE_GB=0): on a GPU its forward pass is

@@ -78,19 +78,22 @@ class LeagueConfig:
     download: bool = False
     out: str = "runs/league"
     teacher_depth: int = setting(16, "depth of the wide-ResNet teacher (6n + 4)")
-    teacher_width: int = setting(2, "widen factor of the wide-ResNet teacher")
-    teacher_epochs: int = setting(30, "epochs of the teacher")
+    teacher_width: int = setting(1, "widen factor of the wide-ResNet teacher")
+    teacher_epochs: int = setting(15, "epochs of the teacher")
     teacher_lr: float = setting(0.1, "SGD learning rate of the teacher (peak of the cosine)")
     teacher_jitter: int = setting(2, "pixels of random shift of the teacher's training images")
     students: tuple[str, ...] = setting(
-        STUDENTS, "students: resnet8 (depth 8, widths 16-32-64), mlp800 (784-800-800-10)",
-        choices=STUDENTS)
+        STUDENTS, "students: resnet8 (depth 8, one block per stage of --student-width, 2x, "
+                  "4x channels), mlp800 (784-800-800-10)", choices=STUDENTS)
+    student_width: int = setting(
+        8, "channels of resnet8's first stage (8: about a tenth of WRN-16-1's multiply-adds; "
+           "16 for a WRN-16-2 or wider teacher)")
     methods: tuple[str, ...] = setting(
         METHODS, "methods, each into every student (the plain student on labels alone is "
                  "always trained)")
     seeds: int = setting(3, "seeds of every cell (the students' initialization and batch "
                             "order; the teacher is one)")
-    epochs: int = setting(20, "epochs of every student cell (one schedule for all)")
+    epochs: int = setting(10, "epochs of every student cell (one schedule for all)")
     subset: int | None = setting(
         10000, "images of a fixed stratified subset of the training set that resnet8 learns "
                "from (0: all; the MLP always learns from all)", none_if=0)
@@ -121,7 +124,8 @@ class LeagueConfig:
     report_dir: str | None = None
 
     def validate(self) -> None:
-        for name in ("teacher_epochs", "seeds", "epochs", "batch_size", "validation_size"):
+        for name in ("teacher_epochs", "teacher_width", "student_width", "seeds", "epochs",
+                     "batch_size", "validation_size"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {v!r}")

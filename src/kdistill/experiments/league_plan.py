@@ -96,12 +96,12 @@ def stratified_subset(data: ArrayDataset, n: int, seed: int) -> ArrayDataset:
     return data.subset(keep.sort().values, f"{data.name}-stratified-{n}")
 
 
-def _student_spec(name: str, data: ArrayDataset) -> dict:
+def _student_spec(name: str, data: ArrayDataset, width: int) -> dict:
     if name == "mlp800":
         return mlp_spec(data, (800, 800))
     c, h = data.input_shape[0], data.input_shape[1]
     return {"name": "resnet", "in_channels": c, "num_classes": data.num_classes,
-            "image_size": h, "depth": 8, "width": 16, "shortcut": "pad"}
+            "image_size": h, "depth": 8, "width": width, "shortcut": "pad"}
 
 
 def _teacher_spec(cfg, data: ArrayDataset) -> dict:
@@ -148,9 +148,10 @@ class Plan:
             sub = cfg.subset if s == "resnet8" and not cfg.full else None
             data = stratified_subset(self.fit, sub, cfg.seed + 777) if sub else self.fit
             self.transfer[s] = data
-            self.specs[s] = _student_spec(s, self.fit)
+            self.specs[s] = _student_spec(s, self.fit, cfg.student_width)
             tag = "all" if len(data) == len(self.fit) else f"sub{len(data)}"
-            self.folder[s] = f"{s}-{tag}-e{cfg.epochs}"
+            arch = f"{s}w{cfg.student_width}" if s == "resnet8" else s
+            self.folder[s] = f"{arch}-{tag}-e{cfg.epochs}"
         self.cells = [(s, m, seed) for seed in self.seeds for s in cfg.students
                       for m in ("plain", *cfg.methods) if m not in SKIPPED.get(s, {})]
 
