@@ -456,3 +456,31 @@ def test_rkd_in_float32_on_a_realistic_batch_matches_materialized_differences_in
     huber = torch.nn.functional.smooth_l1_loss
     np.testing.assert_allclose(rkd_distance(s, t).item(), huber(ds, dt).item(), rtol=1e-5)
     np.testing.assert_allclose(rkd_angle(s, t).item(), huber(as_, at).item(), rtol=1e-5)
+
+
+def test_dkd_warmup_ramps_the_distillation_terms_by_training_steps_and_checkpoints_the_count():
+    z, v, y = case(seed=4)
+    full = run(methods.get("dkd", temperature=2.0), z, v, y)
+    warm = methods.get("dkd", temperature=2.0, warmup_steps=4)
+    for k in (1, 2, 3, 4, 5):       # step k weighs the DKD terms min(k / 4, 1); CE is untouched
+        got = run(warm, z, v, y)
+        for term in ("tckd", "nckd"):
+            np.testing.assert_allclose(got[term], min(k / 4, 1) * full[term], rtol=1e-12)
+        np.testing.assert_allclose(got["hard"], full["hard"], rtol=1e-12)
+    assert int(warm.steps_done) == 5
+    again = methods.get("dkd", temperature=2.0, warmup_steps=4)
+    again.load_state_dict(warm.state_dict())           # a resumed run continues the ramp
+    assert int(again.steps_done) == 5
+    warm.eval()
+    run(warm, z, v, y)                                  # evaluation steps do not count
+    with torch.no_grad():
+        warm.train()
+        run(warm, z, v, y)
+    assert int(warm.steps_done) == 5
+    assert warm.describe()["warmup_steps"] == 4 and methods.get("dkd_ls", warmup_steps=2
+                                                                ).describe()["warmup_steps"] == 2
+    assert "warmup_steps" not in methods.get("dkd").describe()     # old runs keep their identity
+    assert methods.get("dkd").state_dict() == {}
+    for bad in (-1, 1.5, True, "3"):
+        with pytest.raises(ValueError, match="warmup_steps must be an integer >= 0"):
+            methods.get("dkd", warmup_steps=bad)

@@ -23,5 +23,6 @@ class DKDLS(DKD):
     name = "dkd_ls"
 
     def __init__(self, alpha: float = 1.0, beta: float = 8.0, temperature: float = 4.0,
-                 hard_weight: float = 1.0, standardize: bool = True) -> None:
-        super().__init__(alpha, beta, temperature, hard_weight, standardize)
+                 hard_weight: float = 1.0, standardize: bool = True, warmup_steps: int = 0,
+                 ) -> None:
+        super().__init__(alpha, beta, temperature, hard_weight, standardize, warmup_steps)
