@@ -114,6 +114,45 @@ def test_cells_need_the_teacher_first_and_then_train_only_their_own(tmp_path) ->
     assert done["students"]["mlp800"]["plain"]["n_seeds"] == 1
 
 
+def test_a_diverged_cell_is_recorded_the_others_go_on_and_a_rerun_clears_it(
+        tmp_path, monkeypatch) -> None:
+    cfg = dict(teacher_depth=10, teacher_width=1, teacher_epochs=1, epochs=1, seeds=1,
+               methods=("kd",), validation_size=200, subset=300, progress=False,
+               out=str(tmp_path / "w"), students=("mlp800",))
+    league.run(league.config_from("digits", cells="teacher", **cfg), log=lambda s: None)
+    train_cell = league._train_cell
+
+    def kd_diverges(plan, cell, outputs, log):
+        if cell[1] == "kd":
+            raise trainer.TrainingDiverged("loss term 'soft' became nan by epoch 1, step 3")
+        train_cell(plan, cell, outputs, log)
+
+    monkeypatch.setattr(league, "_train_cell", kd_diverges)
+    r = league.run(league.config_from("digits", cells="*:*:*", **cfg), log=lambda s: None)
+    assert r["cells_trained"] == ["mlp800:plain:0"]
+    assert r["cells_diverged"] == {"mlp800:kd:0": "loss term 'soft' became nan by epoch 1, "
+                                                   "step 3"}
+    done = league.run(league.config_from("digits", assemble_only=True, **cfg),
+                      log=lambda s: None)
+    assert done["missing_cells"] == [] and list(done["diverged_cells"]) == ["mlp800:kd:0"]
+    assert "Diverged, left out of the means: mlp800:kd:0" in league.render_markdown(done, "x.png")
+    monkeypatch.setattr(league, "_train_cell", train_cell)
+    league.run(league.config_from("digits", cells="*:kd:*", **cfg), log=lambda s: None)
+    done = league.run(league.config_from("digits", assemble_only=True, **cfg),
+                      log=lambda s: None)
+    assert done["diverged_cells"] == {} and done["students"]["mlp800"]["methods"]["kd"][
+        "n_seeds"] == 1
+
+
+def test_dkd_rows_warm_up_over_the_papers_share_of_the_schedule() -> None:
+    data = ArrayDataset(torch.zeros(1000, 1, 8, 8), torch.arange(1000) % 10, 10, name="d")
+    plan = Plan(league.config_from("digits", epochs=6, batch_size=64, subset=None), data,
+                data, data, "test", None, cuda=False)
+    for name in ("dkd", "dkd_ls"):   # 6 epochs x 16 steps, a twelfth of them: 8
+        assert plan.method("mlp800", name).warmup_steps == 8
+    assert "warmup_steps" not in plan.method("mlp800", "kd").describe()
+
+
 def test_cell_selection() -> None:
     cells = [(s, m, k) for k in (0, 1) for s in ("resnet8", "mlp800") for m in ("plain", "kd")]
     assert select_cells(cells, "") == cells and select_cells(cells, "teacher") == []

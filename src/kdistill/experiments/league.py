@@ -11,7 +11,8 @@ cells can train in parallel processes into one folder (`cells`: a shard "i/n" or
 "student:method:seed") and `assemble_only` builds the report from the finished ones. Every cell
 has the same schedule (the students' SGD recipe, `epochs`, no augmentation) and each method the
 registry's defaults, the papers' settings; only what a cross-architecture pair forces is set
-(layers, CRD's bank size). Methods that read only logits take the teacher's cached logits;
+(layers, CRD's bank size), and DKD's warm-up over the first twelfth of the steps (the paper's
+20 of 240 epochs). Methods that read only logits take the teacher's cached logits;
 methods that read features take its cached outputs on the transfer set (a view cache of the
 layers they name, K = 1: league_teacher.py), so no cell runs the teacher per batch; where the
 cache cannot serve a cell the teacher runs online and the report says so. Every epoch is
@@ -38,6 +39,7 @@ batch); their new epoch cost is not measured yet.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -48,8 +50,10 @@ from torch import nn
 
 from ..distill import methods
 from ..distill.data import load_dataset
+from ..distill.loop import TrainingDiverged
 from ..distill.models import build_model, count_flops, count_parameters
 from ..distill.trainer import resolve_device
+from ..files import atomic_write_json
 from ..reporting import provenance
 from . import setting
 from .common import build_config, fit_run, jsonable, split_validation, write_reports
@@ -59,7 +63,6 @@ from .league_plan import (
     STUDENTS,
     Plan,
     cell_row,
-    method_for,
     parse_cells,
     select_cells,
 )
@@ -69,6 +72,7 @@ from .league_teacher import TeacherOutputs, planned_source
 __all__ = ["LeagueConfig", "config_from", "run", "summary"]
 
 _log = logging.getLogger(__name__)
+DIVERGED = "diverged.json"   # beside a cell's checkpoint: why it stopped (the report lists it)
 
 
 @dataclass
@@ -171,7 +175,7 @@ def _train_teacher(plan: Plan, cfg: LeagueConfig, log) -> nn.Module:
 def _train_cell(plan: Plan, cell, outputs: TeacherOutputs, log) -> None:
     student, name, seed = cell
     transfer = plan.transfer[student]
-    method = method_for(name, student, len(transfer))
+    method = plan.method(student, name)
     recipe = plan.student_recipe(seed)
     fit_run(plan.run_name(cell), plan.specs[student], transfer, plan.test, recipe, plan.out,
             model=plan.build(plan.specs[student], seed * 7919 + 2), val_data=plan.val,
@@ -200,14 +204,26 @@ def run(cfg: LeagueConfig, log: Callable[[str], None] = _log.info) -> dict:
         selected = select_cells(plan.cells, cfg.cells)
         if cfg.cells == "teacher":   # built once here, so parallel cells only read them
             outputs.build_all(cfg.students, lambda s: [
-                (method_for(m, s, len(plan.transfer[s])), plan.student_recipe(seed))
+                (plan.method(s, m), plan.student_recipe(seed))
                 for seed in plan.seeds[:1] for m in cfg.methods if m not in SKIPPED.get(s, {})])
+        diverged = {}
         for i, cell in enumerate(selected, 1):
-            log(f"cell {i}/{len(selected)}: {':'.join(map(str, cell))}")
-            _train_cell(plan, cell, outputs, log)
+            name = ":".join(map(str, cell))
+            log(f"cell {i}/{len(selected)}: {name}")
+            marker = plan.out / "runs" / plan.run_name(cell) / DIVERGED
+            try:
+                _train_cell(plan, cell, outputs, log)
+            except TrainingDiverged as exc:   # one cell's failure is a result, not a crash
+                diverged[name] = str(exc)
+                atomic_write_json(marker, {"cell": name, "error": str(exc)})
+                log(f"cell {name} diverged ({exc}); going on with the others")
+                continue
+            marker.unlink(missing_ok=True)
         if cfg.cells:
-            return {"experiment": "league", "cells_trained": [":".join(map(str, c))
-                                                              for c in selected],
+            return {"experiment": "league",
+                    "cells_trained": [":".join(map(str, c)) for c in selected
+                                      if ":".join(map(str, c)) not in diverged],
+                    "cells_diverged": diverged,
                     "wall_seconds": round(time.perf_counter() - t_start, 1)}
     results = _assemble(plan, cfg)
     results["wall_seconds"] = round(time.perf_counter() - t_start, 1)
@@ -224,12 +240,15 @@ def _assemble(plan: Plan, cfg: LeagueConfig) -> dict:
     shape = plan.fit.input_shape
     t_flops = count_flops(build_model(plan.teacher_spec), shape)
     rows: dict[str, dict[str, dict[int, dict]]] = {s: {} for s in cfg.students}
-    missing = []
+    missing, diverged = [], {}
     for cell in plan.cells:
         s, m, seed = cell
         row = cell_row(plan.out / "runs" / plan.run_name(cell) / "checkpoint.pt",
-                       plan.student_recipe(seed), method_for(m, s, len(plan.transfer[s])))
-        if row is None:
+                       plan.student_recipe(seed), plan.method(s, m))
+        marker = plan.out / "runs" / plan.run_name(cell) / DIVERGED
+        if row is None and marker.exists():
+            diverged[":".join(map(str, cell))] = json.loads(marker.read_text())["error"]
+        elif row is None:
             missing.append(":".join(map(str, cell)))
         else:
             rows[s].setdefault(m, {})[seed] = row
@@ -241,7 +260,7 @@ def _assemble(plan: Plan, cfg: LeagueConfig) -> dict:
         for m in cfg.methods:
             if m in SKIPPED.get(s, {}):
                 continue
-            method = method_for(m, s, len(plan.transfer[s]))
+            method = plan.method(s, m)
             how, why = planned_source(plan, s, method, plan.student_recipe(cfg.seed))
             done = sorted({r["teacher_outputs"] for r in rows[s].get(m, {}).values()})
             how = how if not done else " + ".join(done)   # as the finished cells trained
@@ -274,6 +293,7 @@ def _assemble(plan: Plan, cfg: LeagueConfig) -> dict:
                      "augmentation": None},
         "students": students,
         "missing_cells": missing,
+        "diverged_cells": diverged,
         "reported_epoch": "last, and the epoch of best validation accuracy",
         "config": jsonable(dataclasses.asdict(cfg)),
         "compute_seconds": round(compute, 1),
@@ -284,8 +304,10 @@ def _assemble(plan: Plan, cfg: LeagueConfig) -> dict:
 def summary(r: dict, cfg: LeagueConfig) -> list[str]:
     """The lines `kdistill reproduce league` prints at the end."""
     if "cells_trained" in r:
-        return [f"trained {len(r['cells_trained'])} cell(s) in {r['wall_seconds']:.0f} s; "
-                f"build the report with --assemble-only --out {cfg.out}"]
+        return [f"trained {len(r['cells_trained'])} cell(s) in {r['wall_seconds']:.0f} s"
+                + (f", {len(r['cells_diverged'])} diverged ({', '.join(r['cells_diverged'])})"
+                   if r["cells_diverged"] else "")
+                + f"; build the report with --assemble-only --out {cfg.out}"]
     lines = [f"teacher {r['teacher']['name']}: {100 * r['teacher']['accuracy']:.2f}%"]
     for s, st in r["students"].items():
         best = max(st["methods"].items(), key=lambda kv: kv[1]["accuracy_mean"],
@@ -296,6 +318,9 @@ def summary(r: dict, cfg: LeagueConfig) -> list[str]:
                         if best[0] else ""))
     if r["missing_cells"]:
         lines.append(f"{len(r['missing_cells'])} cell(s) not finished yet")
+    if r["diverged_cells"]:
+        lines.append(f"{len(r['diverged_cells'])} cell(s) diverged: "
+                     f"{', '.join(r['diverged_cells'])}")
     lines.append(f"report: {Path(cfg.out) / 'results.md'} (+ .json, .png); wall time "
                  f"{r['wall_seconds']:.0f} s")
     return lines

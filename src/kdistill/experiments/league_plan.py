@@ -110,9 +110,10 @@ def _teacher_spec(cfg, data: ArrayDataset) -> dict:
             "depth": cfg.teacher_depth, "widen_factor": cfg.teacher_width, "dropout": 0.0}
 
 
-def method_for(name: str, student: str, transfer_size: int) -> methods.Method:
-    """The registry's defaults, plus what a pair of architectures forces: the layers, and CRD's
-    memory bank of one row per transfer example."""
+def method_for(name: str, student: str, transfer_size: int, steps: int = 0) -> methods.Method:
+    """The registry's defaults, plus what a pair of architectures forces: the layers, CRD's
+    memory bank of one row per transfer example, and DKD's warm-up over the first twelfth of
+    the cell's `steps` (the paper's 20 of 240 epochs; without it the MLP diverges)."""
     if name == "plain":
         return methods.get("ce")
     params: dict = {}
@@ -121,6 +122,8 @@ def method_for(name: str, student: str, transfer_size: int) -> methods.Method:
         params = {"student_layer": s, "teacher_layer": t}
     if name == "crd":
         params["num_examples"] = transfer_size
+    if name in ("dkd", "dkd_ls") and steps > 0:
+        params["warmup_steps"] = max(1, round(steps / 12))
     return methods.get(name, **params)
 
 
@@ -164,6 +167,12 @@ class Plan:
     def student_recipe(self, seed: int):
         return train_config(self.cfg, self.cfg.epochs, seed=seed, momentum=0.9,
                             weight_decay=self.cfg.weight_decay, amp=self.cuda)
+
+    def method(self, student: str, name: str) -> methods.Method:
+        """The method of a cell of `student` (see method_for), sized by its schedule."""
+        n = len(self.transfer[student])
+        steps = self.cfg.epochs * -(-n // self.cfg.batch_size)
+        return method_for(name, student, n, steps)
 
     def run_name(self, cell: tuple[str, str, int]) -> str:
         s, m, seed = cell

@@ -178,6 +178,8 @@ def render_markdown(r: dict, png_name: str) -> str:
     if r["missing_cells"]:
         lines.append(f"\nNot finished ({len(r['missing_cells'])} cells, left out of the "
                      f"means): {', '.join(r['missing_cells'])}")
+    for cell, why in r.get("diverged_cells", {}).items():
+        lines.append(f"\nDiverged, left out of the means: {cell}: {why}")
     lines += ["", f"![league]({png_name})\n", *provenance_lines(r),
               "The table also reports the test accuracy at the epoch chosen on the validation "
               "split."]
