@@ -71,6 +71,12 @@ def test_the_report_has_every_required_key(tiny) -> None:
     assert r["students"]["mlp800"]["transfer_size"] == r["train_size"]
     md = (root / "rep" / "digits.md").read_text()
     assert "| dkd |" in md and "seeds" in md
+    # the warm-up is a twelfth of each student's own steps: 2 epochs x ceil(n / 64)
+    for s, n in (("resnet8", 400), ("mlp800", r["train_size"])):
+        steps = round(2 * -(-n // 64) / 12)
+        assert r["students"][s]["methods"]["dkd"]["parameters"]["warmup_steps"] == steps
+        assert f"- dkd ({s}): alpha = 1.0" in md and f"warmup_steps = {steps}" in md
+    assert "- kd: temperature = 4.0" in md                   # the same for both: one line
     assert (root / "rep" / "digits.png").stat().st_size > 0
     assert (root / "work" / "results.json").exists()
 

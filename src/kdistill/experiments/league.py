@@ -310,8 +310,9 @@ def summary(r: dict, cfg: LeagueConfig) -> list[str]:
                 + f"; build the report with --assemble-only --out {cfg.out}"]
     lines = [f"teacher {r['teacher']['name']}: {100 * r['teacher']['accuracy']:.2f}%"]
     for s, st in r["students"].items():
-        best = max(st["methods"].items(), key=lambda kv: kv[1]["accuracy_mean"],
-                   default=(None, None))
+        best = max(((m, e) for m, e in st["methods"].items()
+                    if e["accuracy_mean"] is not None),
+                   key=lambda kv: kv[1]["accuracy_mean"], default=(None, None))
         plain = st["plain"]["accuracy_mean"]
         lines.append(f"{s}: plain {'n/a' if plain is None else f'{100 * plain:.2f}%'}"
                      + (f", best {best[0]} {100 * best[1]['accuracy_mean']:.2f}%"

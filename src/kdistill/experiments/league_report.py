@@ -163,18 +163,22 @@ def render_markdown(r: dict, png_name: str) -> str:
     lines += ["## Hyperparameters\n",
               "Each method has the registry's defaults, the paper's settings (`kdistill.methods."
               "parameters(name)`). Changed: only the layers a pair of architectures needs "
-              "(table above) and CRD's `num_examples` (one memory-bank row per transfer "
-              "image). Not applied: DKD's 20-epoch warm-up of its distillation terms (one "
-              "schedule for every cell). Every method's parameters:\n"]
-    seen = {}
-    for st in r["students"].values():
+              "(table above), CRD's `num_examples` (one memory-bank row per transfer image) "
+              "and DKD's `warmup_steps`, the paper's linear ramp of its distillation terms "
+              "over the first twelfth of the schedule (its 20 of 240 epochs), in each "
+              "student's steps. Every method's parameters:\n"]
+    seen: dict[str, dict[str, dict]] = {}
+    for s, st in r["students"].items():
         for m, e in st["methods"].items():
-            seen.setdefault(m, e["parameters"])
-    for m, p in seen.items():
-        shown = {k: v for k, v in p.items() if k not in ("name", "student_layer",
-                                                         "teacher_layer")}
-        lines.append(f"- {m}: " + (", ".join(f"{k} = {v}" for k, v in shown.items())
-                                   or "no parameters"))
+            seen.setdefault(m, {})[s] = {k: v for k, v in e["parameters"].items()
+                                         if k not in ("name", "student_layer", "teacher_layer")}
+    for m, per in seen.items():
+        variants = list(per.items())
+        same = all(p == variants[0][1] for _, p in variants)
+        for s, shown in variants[:1] if same else variants:
+            lines.append(f"- {m}{'' if same else f' ({s})'}: "
+                         + (", ".join(f"{k} = {v}" for k, v in shown.items())
+                            or "no parameters"))
     if r["missing_cells"]:
         lines.append(f"\nNot finished ({len(r['missing_cells'])} cells, left out of the "
                      f"means): {', '.join(r['missing_cells'])}")
