@@ -141,7 +141,8 @@ def test_a_diverged_cell_is_recorded_the_others_go_on_and_a_rerun_clears_it(
     done = league.run(league.config_from("digits", assemble_only=True, **cfg),
                       log=lambda s: None)
     assert done["missing_cells"] == [] and list(done["diverged_cells"]) == ["mlp800:kd:0"]
-    assert "Diverged, left out of the means: mlp800:kd:0" in league.render_markdown(done, "x.png")
+    md = league.render_markdown(done, "x.png")
+    assert "Diverged, left out of the means: mlp800:kd:0" in md and "| 0 + 1 diverged |" in md
     monkeypatch.setattr(league, "_train_cell", train_cell)
     league.run(league.config_from("digits", cells="*:kd:*", **cfg), log=lambda s: None)
     done = league.run(league.config_from("digits", assemble_only=True, **cfg),

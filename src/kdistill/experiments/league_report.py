@@ -148,10 +148,12 @@ def render_markdown(r: dict, png_name: str) -> str:
         for m, e in st["methods"].items():
             cost = e["epoch_cost_vs_plain"]
             gap = e["gap_recovered"]
+            lost = sum(c.startswith(f"{name}:{m}:") for c in r.get("diverged_cells", {}))
+            seeds = f"{e['n_seeds']} + {lost} diverged" if lost else e["n_seeds"]
             how = e["teacher_outputs"] + (f" ({e['teacher_outputs_why']})"
                                           if "teacher_outputs_why" in e else "")
             rows.append([m, f"{how}; {_layers(e['parameters'])}",
-                         _pct(e["accuracy_mean"], e["accuracy_sd"]), e["n_seeds"],
+                         _pct(e["accuracy_mean"], e["accuracy_sd"]), seeds,
                          _pct(e["val_chosen_accuracy_mean"]),
                          "" if gap is None else f"{100 * gap:.0f}%", _delta(e["delta_vs_kd"]),
                          "" if cost is None else f"{cost:.2f}"])
