@@ -2,38 +2,36 @@
 from one CNN teacher, on one fixed schedule and several seeds, against the plain student on
 labels alone.
 
-Protocol. One wide ResNet teacher trains on the training images minus a validation split
-(SGD with momentum 0.9, cosine, weight decay 5e-4, images shifted by up to 2 pixels). Two
-students: resnet8 (depth 8, widths 16-32-64, about a tenth of WRN-16-2's multiply-adds) and the
-paper's 784-800-800-10 MLP (cross-architecture). Each student, method and seed is one *cell*:
-its own resumable run under `<out>/runs/<student>-<transfer>-e<epochs>/<method>/seed<k>`, so
-cells can train in parallel processes into one folder (`cells`: a shard "i/n" or patterns
-"student:method:seed") and `assemble_only` builds the report from the finished ones. Every cell
-has the same schedule (the students' SGD recipe, `epochs`, no augmentation) and each method the
-registry's defaults, the papers' settings; only what a cross-architecture pair forces is set
-(layers, CRD's bank size), and DKD's warm-up over the first twelfth of the steps (the paper's
-20 of 240 epochs). Methods that read only logits take the teacher's cached logits;
-methods that read features take its cached outputs on the transfer set (a view cache of the
-layers they name, K = 1: league_teacher.py), so no cell runs the teacher per batch; where the
-cache cannot serve a cell the teacher runs online and the report says so. Every epoch is
-evaluated on the validation split and the test set: the table gives the last epoch's test
-accuracy and the test accuracy at the epoch of best validation accuracy (the test set never
-chooses anything).
+Protocol. One wide ResNet teacher trains on the training images minus a validation split (SGD
+with momentum 0.9, cosine, weight decay 5e-4, images shifted by up to 2 pixels). Two students:
+resnet8 (depth 8, widths w-2w-4w, w = `student_width`; 8 gives 11.5% of WRN-16-1's
+multiply-adds) and the paper's 784-800-800-10 MLP (cross-architecture). Each student, method and
+seed is one *cell*: its own resumable run under
+`<out>/runs/<student>-<transfer>-e<epochs>/<method>/seed<k>`, so cells can train in parallel
+processes into one folder (`cells`: a shard "i/n" or patterns "student:method:seed") and
+`assemble_only` builds the report from the finished ones. Every cell has the same schedule (the
+students' SGD recipe, `epochs`, no augmentation) and each method the registry's defaults, the
+papers' settings; only what a cross-architecture pair forces is set (layers, CRD's bank size),
+and DKD's warm-up over the first twelfth of the steps (the paper's 20 of 240 epochs). Methods
+that read only logits take the teacher's cached logits; methods that read features take its
+cached outputs on the transfer set (a view cache of the layers they name, K = 1:
+league_teacher.py), so no cell runs the teacher per batch; where the cache cannot serve a cell
+the teacher runs online and the report says so. Every epoch is evaluated on the validation split
+and the test set: the table gives the last epoch's test accuracy and the test accuracy at the
+epoch of best validation accuracy (the test set never chooses anything).
 
 CPU tier: resnet8 learns from a fixed stratified `subset` of the training images, the MLP from
 all of them; `full` trains every cell on all images (for a GPU, where the trainer uses CUDA,
 bf16 autocast, and the CNNs run channels_last; benchmarks/gpu/league.sh runs the full table).
 
-Cost, measured for one epoch through train() on Fashion-MNIST, one thread of a 2-core machine
-shared with other jobs (indicative), before the feature cells moved to the view cache: the
-WRN-16-2 teacher 446 s (55,000 images, jitter, with its evaluation); resnet8 on the
-10,000-image subset 27 s plain or with cached logits, 45 s with the teacher online (feature
-methods); the MLP on 55,000 images 5 s plain, 9 s with cached logits, about 260 s with the
-teacher online and 672 s for RKD (its angle term on 800-d features). The default CPU table (30
-teacher epochs, 20 student epochs, 3 seeds) then extrapolated to about 41 hours on one thread,
-30 of them the MLP's feature cells running the teacher on every batch. Those cells now replay
-cached teacher features (one teacher pass per transfer set and layer set instead of one per
-batch); their new epoch cost is not measured yet.
+Cost of the default CPU table, measured (2-core AMD EPYC, one torch thread per process, two
+processes at a time; docs/results/league/): the WRN-16-1 teacher 1,163 s for 15 epochs (two
+threads, alone), its logits and five view caches about 470 s more (1.2 GB, float32); a resnet8
+cell (10,000 images, 10 epochs) 50-60 s, RKD and CRD about 100 s; an MLP cell (55,000 images)
+52-69 s, RKD 470 s, CRD about 1,000 s (its 16,384 negatives score against the whole
+55,000-row bank every step). 9,638 s of training in all: about 1.6 hours of wall time with two
+processes. (Before the view caches and RKD's Gram form, WRN-16-2 for 30 epochs and 20-epoch
+students extrapolated to 41 hours.)
 """
 
 from __future__ import annotations
