@@ -6,8 +6,9 @@ KD's soft term splits into a target-class part and a non-target part:
     loss = alpha * TCKD + beta * NCKD + hard_weight * CE(z, y)
 Defaults are the paper's CIFAR-100 setting (alpha 1, beta 8, T 4, CE weight 1). The paper
 also ramps the distillation terms linearly over its first 20 of 240 epochs: with beta 8 they
-start as a gradient about 8T times CE's, which a plain MLP at lr 0.05 does not survive (the
-league's 800-800 student: NaN logits by step 24). `warmup_steps` > 0 is that ramp, by training
+start as a gradient about 8T times CE's. `warmup_steps` > 0 is that ramp. (It only delays what
+beta 8 does to the league's 800-800 MLP at lr 0.05: NaN logits by step 24 without the ramp, by
+steps 270-370 with a 358-step one; dkd_ls, on z-scored logits, trains.) It counts training
 steps (the method does not know the epoch): step k weighs the DKD terms min(k / warmup, 1);
 the count is a buffer, so it is checkpointed and resumes where it stopped. Everything is
 computed from log-softmax with masks, so a binary problem (one non-target class, NCKD = 0)
