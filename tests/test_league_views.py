@@ -6,6 +6,7 @@ checkpoint made from other views."""
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -47,8 +48,8 @@ def run(tmp_path_factory):
     return root, argv, json.loads((root / "rep" / "digits.json").read_text())
 
 
-def _plan(out: Path) -> Plan:
-    cfg = league.config_from("digits", out=str(out), **SETTINGS)
+def _plan(out: Path, **overrides) -> Plan:
+    cfg = league.config_from("digits", out=str(out), **{**SETTINGS, **overrides})
     splits = load_dataset("digits")
     fit, val = split_validation(splits.train, cfg.validation_size, cfg.seed + 12345)
     return Plan(cfg, fit, val, splits.test, splits.source, out, False)
@@ -145,3 +146,48 @@ def test_a_cache_over_the_size_limit_keeps_the_teacher_online(tmp_path) -> None:
         "teacher_outputs_why"]
     assert not list((tmp_path / "cache").glob("*views*"))
     assert "online (its cached teacher features" in (tmp_path / "results.md").read_text()
+
+
+def test_jittered_students_replay_k_cached_teacher_views(tmp_path) -> None:
+    """--student-jitter 1 --views 3: kd and fitnets both read a 3-view cache (logits only, and
+    logits + fitnets' layer), whose stored logits are the teacher's on exactly the shifted
+    images its stored rows describe; the plain student shifts its own images online."""
+    out = tmp_path / "work"
+    argv = [*ARGV, "--students", "mlp800", "--student-jitter", "1", "--views", "3",
+            "--out", str(out), "--report-dir", str(tmp_path / "rep")]
+    assert main(argv) == 0
+    report = json.loads((tmp_path / "rep" / "digits.json").read_text())
+    assert report["schedule"]["augmentation"] == {"jitter": 1, "views": 3}
+    rows = report["students"]["mlp800"]["methods"]
+    assert rows["kd"]["teacher_outputs"] == rows["fitnets"]["teacher_outputs"] == VIEWS
+    caches = sorted(p.name for p in (out / "cache").iterdir())
+    assert caches == ["teacher-wrn-10-1-e2-j2-mlp800-all-views3-j1-logits",
+                      "teacher-wrn-10-1-e2-j2-mlp800-all-views3-j1-pool"]
+    plan = _plan(out, students=("mlp800",), student_jitter=1, views=3)
+    teacher = league._train_teacher(plan, plan.cfg, QUIET["log"])
+    cache = league.TeacherOutputs(plan, teacher, torch.device("cpu")).views(
+        "mlp800", method_for("kd", "mlp800", len(plan.transfer["mlp800"])))
+    assert not cache.rebuilt and cache.views == 3
+    teacher, x = copy.deepcopy(teacher).double(), plan.transfer["mlp800"].x.double()
+    shifts = cache.params.long()                       # (3, N, 2): each view's (dy, dx)
+    assert shifts.abs().max() == 1 and len({tuple(s) for s in shifts[:, 0].tolist()}) > 1
+    for v, i in ((0, 0), (1, 5), (2, 17)):
+        dy, dx = shifts[v, i].tolist()
+        image = torch.zeros_like(x[i])                  # shift by hand, zero fill
+        h, w = image.shape[-2:]
+        image[..., max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
+            x[i][..., max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
+        with torch.no_grad():
+            want = teacher(image[None])[0]
+        assert torch.allclose(cache.logits[v, i].double(), want, atol=1e-4), (v, i)
+    ident = {m: load_checkpoint(out / "runs" / plan.run_name(("mlp800", m, 0))
+                                / "checkpoint.pt")["identity"] for m in ("plain", "kd")}
+    assert ident["plain"]["augment"] == "jitter(1)" and not ident["plain"]["teacher_views"]
+    assert ident["kd"]["augment"] is None and ident["kd"]["teacher_views"]   # the cache's
+
+
+def test_views_without_a_jitter_are_refused_before_any_work(tmp_path, capsys) -> None:
+    assert main([*ARGV, "--views", "4", "--out", str(tmp_path / "w")]) == 2
+    err = capsys.readouterr().err
+    assert "without student_jitter" in err and "Traceback" not in err
+    assert not (tmp_path / "w").exists()

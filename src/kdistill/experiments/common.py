@@ -135,7 +135,7 @@ def fit_run(name: str, spec: dict, data: ArrayDataset, test_data: ArrayDataset |
     distilling = any(t is not None for t in (teacher, teacher_logits, teacher_views))
     result = train(model, data, recipe.config, method=method or recipe.method(distilling),
                    teacher=teacher, teacher_logits=teacher_logits, teacher_views=teacher_views,
-                   augment=recipe.augment(),
+                   augment=None if teacher_views is not None else recipe.augment(),  # replayed
                    val_data=val_data, eval_sets=sets, out_dir=out / "runs" / name,
                    resume=resume, model_spec=spec, extra=ident,
                    log=lambda s: log(f"[{name}] {s}"))

@@ -2,23 +2,24 @@
 from one CNN teacher, on one fixed schedule and several seeds, against the plain student on
 labels alone.
 
-Protocol. One wide ResNet teacher trains on the training images minus a validation split (SGD
-with momentum 0.9, cosine, weight decay 5e-4, images shifted by up to 2 pixels). Two students:
-resnet8 (depth 8, widths w-2w-4w, w = `student_width`; 8 gives 11.5% of WRN-16-1's
-multiply-adds) and the paper's 784-800-800-10 MLP (cross-architecture). Each student, method and
-seed is one *cell*: its own resumable run under
-`<out>/runs/<student>-<transfer>-e<epochs>/<method>/seed<k>`, so cells can train in parallel
-processes into one folder (`cells`: a shard "i/n" or patterns "student:method:seed") and
-`assemble_only` builds the report from the finished ones. Every cell has the same schedule (the
-students' SGD recipe, `epochs`, no augmentation) and each method the registry's defaults, the
-papers' settings; only what a cross-architecture pair forces is set (layers, CRD's bank size),
-and DKD's warm-up over the first twelfth of the steps (the paper's 20 of 240 epochs). Methods
-that read only logits take the teacher's cached logits; methods that read features take its
-cached outputs on the transfer set (a view cache of the layers they name, K = 1:
-league_teacher.py), so no cell runs the teacher per batch; where the cache cannot serve a cell
-the teacher runs online and the report says so. Every epoch is evaluated on the validation split
-and the test set: the table gives the last epoch's test accuracy and the test accuracy at the
-epoch of best validation accuracy (the test set never chooses anything).
+Protocol. One wide ResNet teacher trains on the training images minus a validation split (SGD with
+momentum 0.9, cosine, weight decay 5e-4, images shifted by up to 2 pixels). Two students: resnet8
+(depth 8, widths w-2w-4w, w = `student_width`; 8 gives 11.5% of WRN-16-1's multiply-adds) and the
+paper's 784-800-800-10 MLP (cross-architecture). Each student, method and seed is one *cell*: its
+own resumable run under `<out>/runs/<student>-<transfer>-e<epochs>/<method>/seed<k>`, so cells can
+train in parallel processes into one folder (`cells`: a shard "i/n" or patterns
+"student:method:seed") and `assemble_only` builds the report from the finished ones. Every cell has
+the same schedule (the students' SGD recipe, `epochs`, no augmentation unless `student_jitter`) and
+each method the registry's defaults, the papers' settings; only what a cross-architecture pair
+forces is set (layers, CRD's bank size), and DKD's warm-up over the first twelfth of the steps (the
+paper's 20 of 240 epochs). Methods that read only logits take the teacher's cached logits; methods
+that read features take its cached outputs on the transfer set (a view cache of the layers they
+name, K = 1: league_teacher.py); with `student_jitter` and `views` K > 1 every distilled cell reads
+the teacher's outputs on K cached shifted views of each image instead. So no cell runs the teacher
+per batch; where the cache cannot serve a cell the teacher runs online and the report says so. Every
+epoch is evaluated on the validation split and the test set: the table gives the last epoch's test
+accuracy and the test accuracy at the epoch of best validation accuracy (the test set never chooses
+anything).
 
 CPU tier: resnet8 learns from a fixed stratified `subset` of the training images, the MLP from
 all of them; `full` trains every cell on all images (for a GPU, where the trainer uses CUDA,
@@ -96,6 +97,12 @@ class LeagueConfig:
     seeds: int = setting(3, "seeds of every cell (the students' initialization and batch "
                             "order; the teacher is one)")
     epochs: int = setting(10, "epochs of every student cell (one schedule for all)")
+    student_jitter: int = setting(
+        0, "pixels of random shift of the students' images (0: none, the default table)")
+    views: int = setting(
+        1, "K: with --student-jitter, the teacher's outputs on K shifted views of each image "
+           "are cached and every distilled cell replays one of them per epoch (1: the "
+           "teacher runs online on fresh shifts)")
     subset: int | None = setting(
         10000, "images of a fixed stratified subset of the training set that resnet8 learns "
                "from (0: all; the MLP always learns from all)", none_if=0)
@@ -131,8 +138,15 @@ class LeagueConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
-        if self.teacher_jitter < 0:
-            raise ValueError(f"teacher_jitter must be >= 0, got {self.teacher_jitter}")
+        for name in ("teacher_jitter", "student_jitter"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"{name} must be an integer >= 0, got {v!r}")
+        if isinstance(self.views, bool) or not isinstance(self.views, int) or self.views < 1:
+            raise ValueError(f"views must be an integer >= 1, got {self.views!r}")
+        if self.views > 1 and not self.student_jitter:
+            raise ValueError(f"views {self.views} without student_jitter would cache "
+                             f"{self.views} identical copies: set --student-jitter too")
         if self.subset is not None and self.subset < 2:
             raise ValueError(f"subset must be >= 2 images (0: all), got {self.subset}")
         if not self.students or any(s not in STUDENTS for s in self.students):
@@ -288,7 +302,8 @@ def _assemble(plan: Plan, cfg: LeagueConfig) -> dict:
                     "test_accuracy_curve": teacher_row["test_accuracy_curve"]},
         "seeds": plan.seeds,
         "schedule": {**plan.student_recipe(cfg.seed).config.to_dict(),
-                     "augmentation": None},
+                     "augmentation": ({"jitter": cfg.student_jitter, "views": cfg.views}
+                                      if cfg.student_jitter else None)},
         "students": students,
         "missing_cells": missing,
         "diverged_cells": diverged,

@@ -154,7 +154,8 @@ class Plan:
             self.specs[s] = _student_spec(s, self.fit, cfg.student_width)
             tag = "all" if len(data) == len(self.fit) else f"sub{len(data)}"
             arch = f"{s}w{cfg.student_width}" if s == "resnet8" else s
-            self.folder[s] = f"{arch}-{tag}-e{cfg.epochs}"
+            aug = f"-j{cfg.student_jitter}v{cfg.views}" if cfg.student_jitter else ""
+            self.folder[s] = f"{arch}-{tag}-e{cfg.epochs}{aug}"
         self.cells = [(s, m, seed) for seed in self.seeds for s in cfg.students
                       for m in ("plain", *cfg.methods) if m not in SKIPPED.get(s, {})]
 
@@ -166,7 +167,8 @@ class Plan:
 
     def student_recipe(self, seed: int):
         return train_config(self.cfg, self.cfg.epochs, seed=seed, momentum=0.9,
-                            weight_decay=self.cfg.weight_decay, amp=self.cuda)
+                            weight_decay=self.cfg.weight_decay, amp=self.cuda,
+                            jitter=self.cfg.student_jitter)
 
     def method(self, student: str, name: str) -> methods.Method:
         """The method of a cell of `student` (see method_for), sized by its schedule."""

@@ -119,6 +119,17 @@ def _layers(p: dict) -> str:
     return f"{join(s)} → {join(t)}"
 
 
+def _augmentation(sched: dict) -> str:
+    aug = sched.get("augmentation")
+    if not aug:
+        return "no augmentation"
+    if aug["views"] > 1:
+        return (f"images shifted by up to {aug['jitter']} pixel(s), the distilled cells "
+                f"replaying {aug['views']} cached teacher-labelled views of each image (the "
+                "plain student: a fresh shift every epoch)")
+    return f"images shifted by up to {aug['jitter']} pixel(s) (fresh shifts, teacher online)"
+
+
 def render_markdown(r: dict, png_name: str) -> str:
     t = r["teacher"]
     sched = r["schedule"]
@@ -130,8 +141,8 @@ def render_markdown(r: dict, png_name: str) -> str:
              f"epochs), test set {r['test_size']:,}. Every student cell: {sched['epochs']} "
              f"epochs, {sched['optimizer']} (momentum {sched['momentum']}), lr "
              f"{sched['lr']:g} with a {sched['schedule']} schedule, weight decay "
-             f"{sched['weight_decay']:g}, batch {sched['batch_size']}, no augmentation; seeds "
-             f"{r['seeds']}.\n",
+             f"{sched['weight_decay']:g}, batch {sched['batch_size']}, {_augmentation(sched)}; "
+             f"seeds {r['seeds']}.\n",
              "Accuracy: test accuracy (%) at the last epoch, mean ± sd over seeds; *at val "
              "epoch*: at the epoch of best validation accuracy. *Gap recovered*: share of the "
              "teacher − plain-student gap, per seed, averaged. *Δ vs kd*: mean paired "

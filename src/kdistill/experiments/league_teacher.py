@@ -1,13 +1,15 @@
-"""What each league cell learns from, so the teacher runs once per transfer set and never per
-batch: methods that read only logits take the teacher's cached logits; methods that read its
-features take a view cache (distill/view_cache.py) of exactly the layers they name, with K = 1
-view (the students train without augmentation), memory-mapped under `<out>/cache/`. Methods
-that name the same layers share one cache; a cache is validated by its key and checksums and
-rebuilt only when they no longer match. Where the view cache cannot serve a cell the teacher
-runs online, and the report says so per cell (read back from the checkpoint's identity): a
-student recipe with augmentation (a K = 1 cache cannot replay it), or features larger on disk
-than `view_cache_gb` (e.g. attention transfer's three maps of a wide teacher over all 55,000
-images; on a GPU the online teacher is cheap anyway)."""
+"""What each league cell learns from, so the teacher runs once per transfer set and never per batch:
+methods that read only logits take the teacher's cached logits; methods that read its features take
+a view cache (distill/view_cache.py) of exactly the layers they name, with K = 1 view (the students
+train without augmentation), memory-mapped under `<out>/cache/`. With the students' jitter and K =
+`views` > 1, every distilled cell reads a view cache of K shifted views of each image (its logits,
+and the layers it names), replaying one view per example per epoch. Methods that name the same
+layers share one cache; a cache is validated by its key and checksums and rebuilt only when they no
+longer match. Where the view cache cannot serve a cell the teacher runs online, and the report says
+so per cell (read back from the checkpoint's identity): a student recipe with augmentation and K = 1
+(a one-view cache would freeze its shifts), or features larger on disk than `view_cache_gb` (e.g.
+attention transfer's three maps of a wide teacher over all 55,000 images; on a GPU the online
+teacher is cheap anyway)."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..distill.augment import Jitter
 from ..distill.cache import cached_teacher_logits
 from ..distill.hooks import FeatureHooks
 from ..distill.methods import Method
@@ -29,25 +32,28 @@ __all__ = ["LOGITS", "VIEWS", "ONLINE", "LABELS", "source_for", "planned_source"
            "trained_from", "TeacherOutputs"]
 
 LOGITS, VIEWS, ONLINE, LABELS = "cached logits", "cached views", "online", "labels only"
-VIEW_COUNT = 1   # K: the league's students see each image as it is
 _FLOATS: dict[str, int] = {}
 
 
 def source_for(method: Method, recipe, cache_gib: float = 0.0,
-               limit_gib: float = math.inf) -> tuple[str, str]:
+               limit_gib: float = math.inf, views: int = 1) -> tuple[str, str]:
     """(how a cell of `method` trained with `recipe` reads the teacher, why); `cache_gib`:
-    the size its view cache would have."""
+    the size its view cache would have; `views`: K, the shifted views a cache would hold."""
     if not method.needs_teacher:
         return LABELS, "the plain student"
-    if not method.teacher_layers():
+    augmented = recipe.augment() is not None
+    if not method.teacher_layers() and not augmented:
         return LOGITS, "reads only the teacher's logits"
-    if recipe.augment() is not None:
+    if augmented and views == 1:
         return ONLINE, ("its inputs are augmented online, which a one-view cache cannot "
                         "replay")
     if cache_gib > limit_gib:
         return ONLINE, (f"its cached teacher features would take {cache_gib:.1f} GiB, over "
                         f"view_cache_gb = {limit_gib:g}")
-    return VIEWS, f"teacher layers {sorted(method.teacher_layers())} from the view cache"
+    what = (f"teacher layers {sorted(method.teacher_layers())}" if method.teacher_layers()
+            else "the teacher's logits")
+    return VIEWS, what + (f" on {views} cached shifted views" if augmented else
+                          " from the view cache")
 
 
 def feature_values(spec: dict, example: torch.Tensor, layers: tuple[str, ...]) -> int:
@@ -64,12 +70,13 @@ def feature_values(spec: dict, example: torch.Tensor, layers: tuple[str, ...]) -
 def planned_source(plan, student: str, method: Method, recipe) -> tuple[str, str]:
     """source_for with the size on disk of the view cache `method` would read."""
     layers = tuple(sorted(set(method.teacher_layers())))
+    views = plan.cfg.views
     if not layers or not method.needs_teacher:
-        return source_for(method, recipe)
+        return source_for(method, recipe, views=views)
     width = 4 if plan.cfg.view_dtype == "float32" else 2
-    size = (len(plan.transfer[student]) * VIEW_COUNT * width
+    size = (len(plan.transfer[student]) * views * width
             * feature_values(plan.teacher_spec, plan.fit.x[0], layers) / 2 ** 30)
-    return source_for(method, recipe, size, plan.cfg.view_cache_gb)
+    return source_for(method, recipe, size, plan.cfg.view_cache_gb, views)
 
 
 def trained_from(ckpt: dict) -> str:
@@ -95,12 +102,16 @@ class TeacherOutputs:
         self._logits: dict[str, torch.Tensor] = {}
         self._views: dict[tuple[str, tuple[str, ...]], ViewCache] = {}
 
-    def folder(self, student: str, layers: tuple[str, ...] = ()) -> Path:
-        """`<out>/cache/<teacher>-<transfer set>[-views<K>-<layers>]`."""
+    def folder(self, student: str, layers: tuple[str, ...] | None = None) -> Path:
+        """`<out>/cache/<teacher>-<transfer set>` for the logits; with `layers` (a view cache)
+        `...-views<K>[-j<pixels>]-<layers or logits>`."""
         tag = self.plan.folder[student].rsplit("-e", 1)[0]
         name = f"{self.plan.teacher_name}-{tag}"
-        if layers:
-            name += f"-views{VIEW_COUNT}-{'+'.join(layers)}"
+        cfg = self.plan.cfg
+        if layers is not None and cfg.student_jitter and cfg.views > 1:
+            name += f"-views{cfg.views}-j{cfg.student_jitter}-{'+'.join(layers) or 'logits'}"
+        elif layers:
+            name += f"-views1-{'+'.join(layers)}"
         return self.plan.out / "cache" / name
 
     def logits(self, student: str) -> torch.Tensor:
@@ -114,9 +125,11 @@ class TeacherOutputs:
         layers = tuple(sorted(set(method.teacher_layers())))
         key = (student, layers)
         if key not in self._views:
+            cfg = self.plan.cfg
             cache = cached_teacher_views(
                 self.teacher, self.plan.transfer[student], self.folder(student, layers),
-                views=VIEW_COUNT, layers=layers, seed=self.plan.cfg.seed,
+                views=cfg.views, augment=Jitter(cfg.student_jitter) if cfg.student_jitter
+                else None, layers=layers, seed=cfg.seed,
                 dtype=self.plan.cfg.view_dtype, device=self.device, batch_size=1024)
             self.log(f"teacher views {cache.path.name}: "
                      + (f"built ({cache.reason})" if cache.rebuilt else "reused")
@@ -136,7 +149,9 @@ class TeacherOutputs:
     def build_all(self, students, methods_of) -> None:
         """Every cache the selected cells will read, so parallel cells only read them."""
         for s in students:
-            self.logits(s)
             for method, recipe in methods_of(s):
-                if planned_source(self.plan, s, method, recipe)[0] == VIEWS:
+                how = planned_source(self.plan, s, method, recipe)[0]
+                if how == LOGITS:
+                    self.logits(s)
+                elif how == VIEWS:
                     self.views(s, method)
