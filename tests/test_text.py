@@ -33,6 +33,32 @@ def test_hashed_ngrams_are_crc32_of_words_and_bigrams():
         HashedNgrams(buckets=0)
 
 
+def test_hashed_ngrams_read_only_the_first_max_words():
+    """`max_words` cuts the words before the n-grams are formed: no bigram crosses the cut."""
+    f = HashedNgrams(buckets=1000, max_n=2, max_len=8, max_words=2)
+    grams = ["one", "two", "one two"]
+    want = [zlib.crc32(g.encode()) % 1000 + 1 for g in grams] + [0] * 5
+    assert f.encode(["One two three four"])[0].tolist() == want
+    with pytest.raises(ValueError, match="max_words"):
+        HashedNgrams(max_words=0)
+
+
+def test_embedding_featurizers_follow_the_teachers_window():
+    """The embedding student reads the first `embedding_words` words of an article (and
+    `embedding_crop_words` of a crop) as unigrams by default; the classification students
+    keep their 1-2-grams of the whole text."""
+    from kdistill.experiments import text, text_embedding
+
+    cfg = text.config_from("bbc-news", embedding_words=3, embedding_crop_words=2)
+    article, crop = text_embedding.featurizers(cfg)
+    doc = "alpha beta gamma delta epsilon"
+    expect = [zlib.crc32(w.encode()) % cfg.buckets + 1 for w in doc.split()]
+    assert [i for i in article.ids(doc)] == expect[:3]
+    assert [i for i in crop.ids(doc)] == expect[:2]
+    with pytest.raises(ValueError, match="embedding_words"):
+        text.config_from("bbc-news", embedding_words=0).validate()
+
+
 def test_splits_draws_and_crops():
     labels = np.repeat(np.arange(3), [40, 30, 20])
     parts = stratified_split(labels, (0.7, 0.1, 0.2), seed=0)
@@ -194,7 +220,8 @@ def test_text_reproduction_end_to_end(tmp_path):
     cfg = text.config_from("bbc-news", out=str(tmp_path / "w"), report_dir=str(tmp_path / "r"),
                            articles_per_class=8, labels_per_class=(2,), draws=1, seeds=(0,),
                            student_epochs=3, embedding_epochs=2, latency_articles=4,
-                           max_length=32, crop_max_length=16, progress=False)
+                           max_length=32, crop_max_length=16, embedding_words=24,
+                           embedding_crop_words=12, progress=False)
     r = text.run(cfg, log=lambda s: None)
     data = json.loads((tmp_path / "r" / "bbc-news.json").read_text())
     row = data["by_k"]["2"]
@@ -240,7 +267,8 @@ def _tiny_text_data(per_class: int = 10, crops: int = 2):
     emb = torch.nn.functional.normalize(torch.randn(len(labels), 16,
                                                     generator=torch.Generator().manual_seed(0)))
     return _Data(labels, ["sport", "business", "entertainment"], train, val, test, ids,
-                 ids[crop_of], crop_of, emb, emb[crop_of], texts, "made up", 0.0)
+                 ids[crop_of], crop_of, ids, ids[crop_of], emb, emb[crop_of], texts, "made up",
+                 0.0)
 
 
 def test_hard_labels_in_transfer_mark_exactly_the_k_labelled_articles():

@@ -117,6 +117,7 @@ def latency(cfg, data, tokenizer, encoder, cells: dict, out: Path, log) -> dict:
     is exported to ONNX (parity-checked against torch by onnxruntime) and timed there too."""
     from ..distill.export import load_safetensors
     from .text import HEAD_SCALE
+    from .text_embedding import featurizers
 
     n_cls = len(data.class_names)
     texts = [data.texts[i] for i in data.test]
@@ -127,8 +128,9 @@ def latency(cfg, data, tokenizer, encoder, cells: dict, out: Path, log) -> dict:
     saved = out / "models" / f"k{k}-d0-s{cfg.seeds[0]}-{name}.safetensors"
     student = load_safetensors(saved)[0]
     torch.manual_seed(0)  # timing does not depend on the weights: an untrained copy
-    emb_student = build_model({"name": "bag-of-ngrams", "buckets": cfg.buckets, "dim": 128,
-                               "out_features": encoder.dim}).eval()
+    emb_student = build_model({"name": "bag-of-ngrams", "buckets": cfg.buckets,
+                               "dim": cfg.embedding_dim, "out_features": encoder.dim}).eval()
+    emb_feats = featurizers(cfg)[0]
     few = texts[: cfg.latency_articles]
 
     @torch.no_grad()
@@ -137,10 +139,10 @@ def latency(cfg, data, tokenizer, encoder, cells: dict, out: Path, log) -> dict:
                         return_tensors="pt")
         head(HEAD_SCALE * encoder(enc["input_ids"], enc["attention_mask"]))
 
-    def student_fn(model):
+    def student_fn(model, featurizer=feats):
         @torch.no_grad()
         def fn():
-            model(torch.from_numpy(feats.encode(texts)))
+            model(torch.from_numpy(featurizer.encode(texts)))
         return fn
 
     result = {"threads": {}}
@@ -149,7 +151,8 @@ def latency(cfg, data, tokenizer, encoder, cells: dict, out: Path, log) -> dict:
             row = {"teacher": _per_1000(run_teacher, len(few)),
                    "student_torch": _per_1000(student_fn(student), len(texts)),
                    "featurize": _per_1000(lambda: feats.encode(texts), len(texts))}
-            row["embedding_student_torch"] = _per_1000(student_fn(emb_student), len(texts))
+            row["embedding_student_torch"] = _per_1000(student_fn(emb_student, emb_feats),
+                                                       len(texts))
             ids = torch.from_numpy(feats.encode(texts))
             onnx = export_onnx(student, ids, out / "best-student.onnx", repeats=3)
             row["student_onnx_model_only"] = onnx.onnxruntime_ms_per_1000
