@@ -52,7 +52,7 @@ from . import setting, text_embedding, text_eval
 from .common import build_config, jsonable, write_reports
 from .text_report import plot, render_markdown
 
-__all__ = ["TextConfig", "config_from", "run", "summary", "teacher_head",
+__all__ = ["TextConfig", "config_from", "run", "prepare", "summary", "teacher_head",
            "STUDENTS", "HEAD_SCALE", "student_runs"]
 
 _log = logging.getLogger(__name__)
@@ -185,7 +185,7 @@ def run(cfg: TextConfig, log: Callable[[str], None] = _log.info) -> dict:
     from ..text.minilm import load_encoder  # needs transformers: imported only to run
 
     tokenizer, encoder = load_encoder()
-    data = _prepare(cfg, tokenizer, encoder, out, log)
+    data = prepare(cfg, tokenizer, encoder, out, log)
     cells = {}
     for k in cfg.labels_per_class:
         for draw in range(cfg.draws):
@@ -206,7 +206,8 @@ def run(cfg: TextConfig, log: Callable[[str], None] = _log.info) -> dict:
     return results
 
 
-def _prepare(cfg: TextConfig, tokenizer, encoder, out: Path, log) -> _Data:
+def prepare(cfg: TextConfig, tokenizer, encoder, out: Path, log) -> _Data:
+    """The split, the crops, both students' inputs and the teacher's embeddings (cached)."""
     from ..text.minilm import TokenizedTexts
 
     corpus = load_bbc_news()
