@@ -245,6 +245,7 @@ def test_text_reproduction_end_to_end(tmp_path):
     assert data["config"]["hard_labels_in_transfer"] is False
     md = (tmp_path / "r" / "bbc-news.md").read_text()
     assert "Variant:" not in md and "(training split, no labels)" in md
+    assert "it read the first 24 words of an article (12 of a crop)" in md
     data["config"].update(hard_labels_in_transfer=True, transfer_hard_weight=0.5)
     md = render_markdown(data, "bbc-news.png")
     assert "Variant: the soft students also learned the hard labels" in md

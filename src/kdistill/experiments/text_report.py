@@ -106,10 +106,22 @@ def render_markdown(r: dict, png_name: str) -> str:
         f"{t1['onnx_max_abs_diff']:.2g} (max |logit difference|)",
         f"- embedding student: Spearman {e['spearman']:.3f} of pairwise cosine similarities "
         f"of the test articles against the teacher's (mean of {len(r['seeds'])} seeds), "
-        f"{e['speedup_vs_teacher']:.0f}x faster\n",
+        f"{e['speedup_vs_teacher']:.0f}x faster; {_embedding_input(r['config'])}\n",
         f"![accuracy against K]({png_name})\n",
         *provenance_lines(r)]
     return "\n".join(lines)
+
+
+
+def _embedding_input(cfg: dict) -> str:
+    """What the embedding student read; reports made before these settings existed read whole
+    articles as word 1-2-grams."""
+    if "embedding_words" not in cfg:
+        return "it read whole articles as word 1-2-grams"
+    n = cfg["embedding_ngrams"]
+    grams = "single hashed words" if n == 1 else f"hashed word 1-{n}-grams"
+    return (f"it read the first {cfg['embedding_words']} words of an article "
+            f"({cfg['embedding_crop_words']} of a crop), about the teacher's window, as {grams}")
 
 
 def plot(r: dict):
