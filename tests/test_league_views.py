@@ -145,7 +145,31 @@ def test_a_cache_over_the_size_limit_keeps_the_teacher_online(tmp_path) -> None:
     assert entry["teacher_outputs"] == ONLINE and "view_cache_gb = 0" in entry[
         "teacher_outputs_why"]
     assert not list((tmp_path / "cache").glob("*views*"))
-    assert "online (its cached teacher features" in (tmp_path / "results.md").read_text()
+    assert "online (its cached teacher outputs" in (tmp_path / "results.md").read_text()
+
+
+def test_a_logits_view_cache_over_the_size_limit_keeps_the_teacher_online(tmp_path) -> None:
+    """K views of logits are sized too (N x K x classes x 4 bytes in the league's float32),
+    so a huge --views runs kd online instead of filling the disk."""
+    from kdistill.experiments.league_teacher import planned_source
+
+    plan = _plan(tmp_path, students=("mlp800",), student_jitter=1, views=100_000,
+                 view_cache_gb=1.0)
+    kd = method_for("kd", "mlp800", len(plan.transfer["mlp800"]))
+    how, why = planned_source(plan, "mlp800", kd, plan.student_recipe(0))
+    assert plan.cfg.view_dtype == "float32"
+    gib = len(plan.transfer["mlp800"]) * 100_000 * 10 * 4 / 2 ** 30
+    assert how == ONLINE and f"would take {gib:.1f} GiB" in why
+    small = _plan(tmp_path, students=("mlp800",), student_jitter=1, views=3)
+    assert planned_source(small, "mlp800", kd, small.student_recipe(0))[0] == VIEWS
+
+
+def test_a_jitter_that_shifts_the_image_away_is_refused_before_any_work(tmp_path,
+                                                                          capsys) -> None:
+    assert main([*ARGV, "--student-jitter", "4", "--out", str(tmp_path / "w")]) == 2
+    err = capsys.readouterr().err
+    assert "student_jitter 4" in err and "8-pixel image" in err and "at most 3" in err
+    assert "Traceback" not in err and not (tmp_path / "w" / "runs").exists()
 
 
 def test_jittered_students_replay_k_cached_teacher_views(tmp_path) -> None:

@@ -142,6 +142,11 @@ class Plan:
 
     def __post_init__(self) -> None:
         cfg = self.cfg
+        side = min(self.fit.x.shape[-2:])
+        for name in ("teacher_jitter", "student_jitter"):
+            if 2 * getattr(cfg, name) >= side:
+                raise ValueError(f"{name} {getattr(cfg, name)} would shift most of a {side}-pixel "
+                                 f"image out of its frame: use at most {(side - 1) // 2}")
         self.teacher_spec = _teacher_spec(cfg, self.fit)
         self.teacher_name = (f"teacher-wrn-{cfg.teacher_depth}-{cfg.teacher_width}"
                              f"-e{cfg.teacher_epochs}-j{cfg.teacher_jitter}")

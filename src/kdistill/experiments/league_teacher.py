@@ -48,7 +48,7 @@ def source_for(method: Method, recipe, cache_gib: float = 0.0,
         return ONLINE, ("its inputs are augmented online, which a one-view cache cannot "
                         "replay")
     if cache_gib > limit_gib:
-        return ONLINE, (f"its cached teacher features would take {cache_gib:.1f} GiB, over "
+        return ONLINE, (f"its cached teacher outputs would take {cache_gib:.1f} GiB, over "
                         f"view_cache_gb = {limit_gib:g}")
     what = (f"teacher layers {sorted(method.teacher_layers())}" if method.teacher_layers()
             else "the teacher's logits")
@@ -71,11 +71,12 @@ def planned_source(plan, student: str, method: Method, recipe) -> tuple[str, str
     """source_for with the size on disk of the view cache `method` would read."""
     layers = tuple(sorted(set(method.teacher_layers())))
     views = plan.cfg.views
-    if not layers or not method.needs_teacher:
+    if not method.needs_teacher or (not layers and views == 1):
         return source_for(method, recipe, views=views)
     width = 4 if plan.cfg.view_dtype == "float32" else 2
-    size = (len(plan.transfer[student]) * views * width
-            * feature_values(plan.teacher_spec, plan.fit.x[0], layers) / 2 ** 30)
+    values = (feature_values(plan.teacher_spec, plan.fit.x[0], layers) if layers
+              else plan.teacher_spec["num_classes"])  # logits only, on K views
+    size = len(plan.transfer[student]) * views * width * values / 2 ** 30
     return source_for(method, recipe, size, plan.cfg.view_cache_gb, views)
 
 
