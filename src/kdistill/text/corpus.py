@@ -80,7 +80,7 @@ def draw_per_class(labels: np.ndarray, pool: np.ndarray, k: int, seed: int) -> n
     for c in np.unique(labels[pool]):
         members = pool[labels[pool] == c]
         if len(members) < k:
-            raise ValueError(f"class {c} has {len(members)} examples in the pool, fewer than "
+            raise ValueError(f"class {c} has {len(members)} examples to draw from, fewer than "
                              f"the {k} labels per class asked for")
         chosen.extend(rng.choice(members, size=k, replace=False).tolist())
     return np.sort(np.asarray(chosen, dtype=np.int64))

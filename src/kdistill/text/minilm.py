@@ -85,6 +85,14 @@ def load_encoder(path: str | Path | None = None):
     return tokenizer, SentenceEncoder(model.eval())
 
 
+def check_max_length(tokenizer, max_length: int, name: str = "max_length") -> None:
+    """A length the model's position table holds (the tokenizer knows it; some tokenizers
+    report a huge sentinel when they do not, and then anything passes)."""
+    limit = getattr(tokenizer, "model_max_length", None)
+    if isinstance(limit, int) and max_length > limit:
+        raise ValueError(f"{name} {max_length} is more tokens than the model takes ({limit})")
+
+
 class TokenizedTexts(Dataset):
     """Texts tokenized once, padded to the longest (at most `max_length` tokens): items are the
     dict batches a Hugging Face encoder takes, plus `labels` when given."""
@@ -93,6 +101,7 @@ class TokenizedTexts(Dataset):
                  labels: torch.Tensor | None = None) -> None:
         if not texts:
             raise ValueError("no texts to tokenize")
+        check_max_length(tokenizer, max_length)
         enc = tokenizer(list(texts), padding="longest", truncation=True,
                         max_length=max_length, return_tensors="pt")
         self.input_ids, self.attention_mask = enc["input_ids"], enc["attention_mask"]
