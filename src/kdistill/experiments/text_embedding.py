@@ -18,8 +18,8 @@ __all__ = ["featurizers", "student", "cell"]
 
 
 def featurizers(cfg) -> tuple[HashedNgrams, HashedNgrams]:
-    """For articles and for crops: the first words the teacher read (a student shown words its
-    teacher never saw learns noise from them)."""
+    """For articles and for crops: the first words the teacher read (words past its window
+    did not shape the vectors the student is asked to reproduce)."""
     return (HashedNgrams(cfg.buckets, cfg.embedding_ngrams, max_words=cfg.embedding_words),
             HashedNgrams(cfg.buckets, cfg.embedding_ngrams, max_words=cfg.embedding_crop_words))
 
