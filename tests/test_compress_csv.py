@@ -162,6 +162,30 @@ def test_encoder_missing_values_category_or_imputed() -> None:
                                   [[1, 0, 0], [0, 1, 0]])
 
 
+def test_category_codes_match_the_row_by_row_rule() -> None:
+    """The encoder compares each distinct value once; the codes equal comparing every row's
+    text (the rule written out here), mixed types, gaps, True beside 1 and unseen values
+    included."""
+    from kdistill.tabular.encoding import _category_codes, _text
+
+    def by_row(values: pd.Series, categories: list) -> list[int]:
+        names = [_text(c) for c in categories]
+        return [names.index(t) if t in names else -1 for t in
+                ("NA" if pd.isna(v) else _text(v) for v in values)]
+
+    cases = [
+        (pd.Series([3, 3.0, "3", None, np.nan, "x", 7.5, "NA", "new"], dtype=object),
+         [3, "x", 7.5, "NA"]),
+        (pd.Series([1, True, 0, False, 1.0], dtype=object), [1, True, 0, False]),
+        (pd.Series([1.0, 2.0, np.nan, 3.0]), [1, 2]),
+        (pd.Series(["a", "b", None, "zz"]), ["a", "b", "NA"]),
+        (pd.Series(["b", "a", None], dtype="category"), ["a", "b", "NA"]),
+        (pd.Series([], dtype=object), ["a"]),
+    ]
+    for values, categories in cases:
+        assert _category_codes(values, categories).tolist() == by_row(values, categories)
+
+
 def test_missing_numbers_are_refused_up_front_or_imputed_on_request(tmp_path, capsys) -> None:
     frame = graded_frame(120, seed=3).drop(columns=["id"])
     frame.loc[[2, 30, 61], "x1"] = np.nan

@@ -54,11 +54,14 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+_ONE_KIND = {"string", "integer", "floating", "mixed-integer-float", "boolean", "empty"}
+
+
 def _category_codes(values: pd.Series, categories: list[Any]) -> np.ndarray:
     """Index of each value in ``categories`` (compared as text; missing = "NA"; unseen = -1).
 
-    Vectorized: a categorical column maps its few categories once and then indexes its codes,
-    so encoding stays cheap next to a small network's forward pass.
+    Vectorized: a column maps its few distinct values once and then indexes their codes, so
+    encoding stays cheap next to a small network's forward pass.
     """
     names = [_text(v) for v in categories]
     lookup = {name: i for i, name in enumerate(names)}
@@ -66,8 +69,18 @@ def _category_codes(values: pd.Series, categories: list[Any]) -> np.ndarray:
         table = np.array([lookup.get(_text(v), -1) for v in values.cat.categories] +
                          [lookup.get("NA", -1)], dtype=np.int64)
         return table[values.cat.codes.to_numpy()]  # code -1 (missing) takes the last entry
-    text = values.astype(object).where(values.notna(), "NA").map(_text)
-    return pd.Index(names).get_indexer(text).astype(np.int64)
+    # Any other column: the distinct values are compared once each, not every row's value
+    # (180 text columns x 1,000 rows took 290 ms per call row by row). Hashing merges True
+    # with 1 (and False with 0), which compare as different text, so a column that mixes
+    # types goes row by row.
+    values = values.astype(object)
+    if pd.api.types.infer_dtype(values, skipna=True) not in _ONE_KIND:
+        text = values.where(values.notna(), "NA").map(_text)
+        return pd.Index(names).get_indexer(text).astype(np.int64)
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    table = np.array([lookup.get(_text(v), -1) for v in uniques] + [lookup.get("NA", -1)],
+                     dtype=np.int64)
+    return table[codes]  # code -1 (missing) takes the last entry
 
 
 def _center_scale(known: np.ndarray, numeric: str) -> tuple[float, float]:
