@@ -131,6 +131,12 @@ def test_console_script_has_no_traceback_and_help_documents_flags(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"kdistill: error: checkpoint not found: {tmp_path}/missing.pt"
+    folder = subprocess.run([sys.executable, "-m", "kdistill", "predict", str(tmp_path),
+                             str(tmp_path / "rows.csv"), "--out", str(tmp_path / "p.csv")],
+                            capture_output=True, text=True)
+    assert folder.returncode == 2 and folder.stderr.strip() == (
+        f"kdistill: error: {tmp_path} is a folder, not a checkpoint: name the file in it (a "
+        "run's checkpoint.pt, compress's mimic.pt)")
     help_text = subprocess.run([sys.executable, "-m", "kdistill", "distill", "--help"],
                                capture_output=True, text=True).stdout
     for flag in ("--temperature", "--soft-weight", "--hard-weight", "--method", "--cache-dir",

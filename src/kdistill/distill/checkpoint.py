@@ -41,6 +41,9 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
     """Load a kdistill checkpoint, turning every way it can be broken into one clear error."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a folder, not a checkpoint: name the file in it "
+                              "(a run's checkpoint.pt, compress's mimic.pt)")
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
