@@ -377,7 +377,8 @@ for _exp in EXPERIMENTS:
     FLAG_CASES += [C(f"{_exp}{flag}={value.replace(' ', ',')}", _repro(_exp, flag, *value.split()))
                    for flag, value in REPRO_OWN[_exp]]
 
-BAD_CHECKPOINTS = [("missing", "{fx}/nope.pt", "not found"), ("dir", "{fx}", "not found"),
+BAD_CHECKPOINTS = [("missing", "{fx}/nope.pt", "not found"),
+                   ("dir", "{fx}", "is a folder, not a checkpoint"),
                    ("corrupt", "{corrupt}", "corrupt"), ("empty", "{empty}", "corrupt"),
                    ("text", "{text}", "corrupt"), ("list", "{list}", "not a kdistill"),
                    ("tensor", "{tensor}", "not a kdistill"),
