@@ -246,17 +246,13 @@ def prepare(cfg: TextConfig, tokenizer, encoder, out: Path, log) -> _Data:
             f"{'computed' if cache.rebuilt else 'reused'}")
     emb_feats, emb_crop_feats = text_embedding.featurizers(cfg)
     return _Data(labels, corpus.class_names, train_idx, val_idx, test_idx,
-                 _encode(feats, corpus.texts), _encode(feats, crop_texts),
+                 torch.from_numpy(feats.encode(corpus.texts)),
+                 torch.from_numpy(feats.encode(crop_texts)),  # (0, max_len) without crops
                  np.asarray(crop_of, dtype=np.int64),
-                 _encode(emb_feats, corpus.texts), _encode(emb_crop_feats, crop_texts),
+                 torch.from_numpy(emb_feats.encode(corpus.texts)),
+                 torch.from_numpy(emb_crop_feats.encode(crop_texts)),
                  torch.as_tensor(np.asarray(emb.logits)),
                  crop_emb, corpus.texts, corpus.source, round(time.perf_counter() - t0, 1))
-
-
-def _encode(feats: HashedNgrams, texts: list[str]) -> torch.Tensor:
-    if not texts:
-        return torch.zeros(0, feats.max_len, dtype=torch.long)
-    return torch.from_numpy(feats.encode(texts))
 
 
 def _config(cfg: TextConfig, seed: int, epochs: int, **kw) -> TrainConfig:

@@ -112,7 +112,6 @@ def render_markdown(r: dict, png_name: str) -> str:
     return "\n".join(lines)
 
 
-
 def _embedding_input(cfg: dict) -> str:
     """What the embedding student read; reports made before these settings existed read whole
     articles as word 1-2-grams."""
