@@ -5,9 +5,10 @@ For each teacher/student/data pair, in one seeded run per seed:
   grid   every setting T in {1, 2, 4, 8, 20} x hard weight in {0, 0.1, 0.5} (soft weight 1),
          each trained to the end on the whole training split and scored on the TEST set (the
          comparison only: nothing here chooses on the test set);
-  auto   `auto_distill` on the same training split: a successive-halving search scored on a
-         validation split carved out of the training data, then the final student trained with
-         the chosen setting on the whole training split, scored on the test set.
+  auto   `auto_distill` on the same training split: a two-stage search (temperature, then
+         hard weight) scored on a validation split carved out of the training data, then the
+         final student trained with the chosen setting on the whole training split, scored on
+         the test set.
 The teacher (MLP 1200-1200, trained on the labels once per data set) gives cached logits on the
 training split. Fashion-MNIST uses a fixed 10,000-image training subset (seeded permutation,
 seed 0) to fit the time budget; its test set is the full 10,000.

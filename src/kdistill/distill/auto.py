@@ -1,32 +1,38 @@
-"""Automatic KD temperature and weights: a budgeted successive-halving search on a validation
-split carved out of the training data, then one final run with the chosen setting.
+"""Automatic KD temperature and weights: a budgeted two-stage search on a validation split
+carved out of the training data, then one final run with the chosen setting.
 
     result = auto_distill(lambda: MLP(64, 10, (800, 800)), train_data, TrainConfig(epochs=30),
                           teacher_logits=logits, eval_sets={"test": test}, out_dir="runs/auto")
-    result.choice, result.reason, result.record()["rungs"]
+    result.choice, result.reason, result.record()["stages"]
 
 The search (never the test set: `eval_sets` reach the final run alone):
   1. Validation: `val_size` examples (a fraction or a count) held out of `train_data`,
      stratified by label (each class in proportion, seeded), the rest is the fit split.
-  2. Rungs: every candidate of the grid (default T in {1, 2, 4, 8, 20} x hard weight in
-     {0, 0.1, 0.5}, soft weight 1) trains on the fit split; the best third (rounded up) go on
-     to the next rung, which gives each survivor 3x the training (epochs x examples): 15, 5, 2.
-     Each rung's run is a complete run from the same initial weights with its own full lr
-     schedule (a ranking of finished short runs, not of snapshots mid-schedule); a rung whose
-     share is under one epoch of the fit split trains one epoch on a seeded subset of it.
-  3. Choice: at the last rung, the highest validation accuracy; ties go to the lower
-     validation NLL, then to the earlier grid position (in the default grid: smaller T, then
-     smaller hard weight). The same rule ranks every rung.
+  2. Temperature: one setting per temperature of the grid (default T in {1, 2, 4, 8, 20}), at
+     its middle hard weight (default 0.1), trains on the fit split; the best third of the
+     temperatures (rounded up: 2 of 5) go on.
+  3. Hard weight: every grid setting at those temperatures (default hard weight in {0, 0.1,
+     0.5}, soft weight 1) trains the same share; stage 2 reuses stage 1's runs. The winner is
+     the best of stage 2: the highest validation accuracy; ties go to the lower validation
+     NLL, then to the earlier grid position (in the default grid: smaller T, then smaller hard
+     weight). The same rule ranks stage 1.
+  Every search run trains the same share (default: 9 runs, each 1/3 of one run's example-
+  epochs), a complete run from the same initial weights with its own lr schedule. Why not
+  successive halving: its first rung gives 15 settings 1/16 of a run each, and a small student
+  on a small set (a 30-unit net on 1,078 digits: 17 optimizer steps) is still at chance there,
+  so the ranking it keeps is noise; the temperature moves accuracy far more than the hard
+  weight, so ranking temperatures first lets every run train 5x longer in the same budget.
   4. Final: the chosen setting trained on the whole `train_data` with `config` -- the "one run"
      the cost is relative to.
 Cost: the search's examples x epochs, counted from what each run trained, is at most `budget`
 x one run (config.epochs x len(train_data)); the final run is NOT inside the budget: the total
 is at most (budget + 1) x one run. Both are in the record.
 
-Resumable and deterministic: every candidate run has its own folder under
-`out_dir/search/rung<i>/<candidate>/` (checkpoint every epoch; a finished one is not retrained),
-every run starts from `torch.manual_seed(seed)` then `student_factory()`, the splits come from
-`seed`, and `out_dir/auto.json` holds the record after each rung and at the end.
+Resumable and deterministic: every search run has its own folder under
+`out_dir/search/e<epochs>-n<examples>/<setting>/` (checkpoint every epoch; a finished one is not
+retrained), every run starts from `torch.manual_seed(seed)` then `student_factory()`, the
+splits come from `seed`, and `out_dir/auto.json` holds the record after each stage and at the
+end.
 """
 
 from __future__ import annotations
@@ -53,11 +59,11 @@ from .runtime import dist_info, resolve_device
 from .teachers import Teacher
 from .trainer import TrainConfig, TrainResult, train
 
-__all__ = ["auto_distill", "AutoResult", "Candidate", "DEFAULT_GRID", "plan_rungs",
+__all__ = ["auto_distill", "AutoResult", "Candidate", "DEFAULT_GRID", "plan_share",
            "stratified_split"]
 
 logger = logging.getLogger("kdistill.auto")
-ETA = 3  # keep the best 1/ETA of each rung; each survivor gets ETA x the training next rung
+ETA = 3  # stage 1 keeps the best 1/ETA of the temperatures (rounded up)
 DEFAULT_GRID = tuple((t, h) for t in (1.0, 2.0, 4.0, 8.0, 20.0) for h in (0.0, 0.1, 0.5))
 TIE_RULE = ("highest validation accuracy; ties: lower validation NLL, then the earlier grid "
             "position")
@@ -79,14 +85,14 @@ class Candidate:
 
 
 @dataclass(frozen=True)
-class RungPlan:
-    candidates: int
+class Share:
+    """What every search run trains: `epochs` passes over `examples` fit examples."""
     epochs: int
     examples: int
 
     @property
     def cost(self) -> int:
-        return self.candidates * self.epochs * self.examples
+        return self.epochs * self.examples
 
 
 @dataclass
@@ -94,7 +100,7 @@ class AutoResult:
     choice: Candidate
     final: TrainResult
     reason: str
-    rungs: list[dict]
+    stages: list[dict]
     search_cost: int          # examples x epochs over every search run
     one_run_cost: int         # config.epochs x len(train_data)
     budget: float
@@ -103,8 +109,8 @@ class AutoResult:
     extra: dict = field(default_factory=dict)
 
     def record(self) -> dict:
-        """The run's record: choice, reason, the candidate table of every rung, the cost."""
-        return _record(self.choice, self.reason, self.rungs, self.search_cost,
+        """The run's record: choice, reason, the candidate table of every stage, the cost."""
+        return _record(self.choice, self.reason, self.stages, self.search_cost,
                        self.one_run_cost, self.budget, self.val_size, self.final,
                        self.seconds)
 
@@ -151,33 +157,47 @@ def _stratified(labels: torch.Tensor, perm: torch.Tensor, size: int, num_classes
     return perm[chosen[size:]].sort().values, perm[chosen[:size]].sort().values
 
 
-def plan_rungs(n_candidates: int, n_fit: int, epochs: int, n_train: int, budget: float,
-               eta: int = ETA) -> list[RungPlan]:
-    """Candidates, epochs and examples of each rung so that the whole search costs at most
-    `budget` x (epochs x n_train) example-epochs; the top rung trains at most a full run on
-    the fit split. Rung i's share is eta^-(last - i) of the top rung's."""
-    sizes = [n_candidates]
-    while sizes[-1] > 2:
-        sizes.append(max(2, math.ceil(sizes[-1] / eta)))
-    if n_candidates <= 1:
-        return []
-    weights = [eta ** -(len(sizes) - 1 - i) for i in range(len(sizes))]
-    top = min(budget * epochs * n_train / sum(n * w for n, w in zip(sizes, weights)),
-              float(epochs * n_fit))
-    plan = []
-    for n, w in zip(sizes, weights):
-        share = top * w  # example-epochs per candidate
-        e = max(1, int(share // n_fit))
-        m = min(n_fit, int(share // e))
-        if m < 1:
-            raise ValueError(f"a budget of {budget} x one run leaves rung {len(plan)} under "
-                             "one example per candidate: raise the budget or the epochs")
-        plan.append(RungPlan(n, e, m))
-    return plan
+def stage_positions(candidates: Sequence[Candidate], eta: int = ETA
+           ) -> tuple[list[int], Callable[[list[float]], list[int]]]:
+    """The two stages over grid positions: (stage 1, a function from stage 1's kept
+    temperatures to stage 2). Stage 1: one setting per temperature, its middle hard weight
+    (the default grid: 0.1). Stage 2: every setting at the best ceil(n_T / eta) temperatures."""
+    by_t: dict[float, list[int]] = {}
+    for j, c in enumerate(candidates):
+        by_t.setdefault(c.temperature, []).append(j)
+    first = []
+    for js in by_t.values():
+        ordered = sorted(js, key=lambda j: (candidates[j].hard_weight, candidates[j].soft_weight))
+        first.append(ordered[(len(ordered) - 1) // 2])
+
+    def second(kept: list[float]) -> list[int]:
+        return sorted(j for t in kept for j in by_t[t])
+    return first, second
 
 
-def _rank_key(row: dict, position: int) -> tuple:
-    return (-row["val_accuracy"], row["val_nll"], position)
+def keep_temperatures(n_temperatures: int, eta: int = ETA) -> int:
+    return max(1, math.ceil(n_temperatures / eta))
+
+
+def plan_share(candidates: Sequence[Candidate], n_fit: int, epochs: int, n_train: int,
+               budget: float, eta: int = ETA) -> Share:
+    """The share of every search run, so that both stages together cost at most `budget` x
+    (epochs x n_train) example-epochs whichever temperatures stage 1 keeps; at most a full run
+    on the fit split. Under one epoch of the fit split: one epoch on a seeded subset."""
+    first, second = stage_positions(candidates, eta)
+    extra = sorted((len(second([candidates[j].temperature])) - 1 for j in first), reverse=True)
+    runs = len(first) + sum(extra[:keep_temperatures(len(first), eta)])
+    share = min(budget * epochs * n_train / runs, float(epochs * n_fit))
+    e = max(1, int(share // n_fit))
+    m = min(n_fit, int(share // e))
+    if m < 1:
+        raise ValueError(f"a budget of {budget} x one run leaves each of the {runs} search "
+                         "runs under one example: raise the budget or the epochs")
+    return Share(e, m)
+
+
+def _rank_key(row: dict) -> tuple:
+    return (-row["val_accuracy"], row["val_nll"], row["grid_position"])
 
 
 def auto_distill(
@@ -228,13 +248,21 @@ def auto_distill(
     logits = None if teacher_logits is None else torch.as_tensor(teacher_logits)
     if logits is not None and len(logits) != n:
         raise ValueError(f"teacher_logits has {len(logits)} rows for {n} examples")
-    plan = plan_rungs(len(candidates), len(fit), cfg.epochs, n, budget)
+    share = plan_share(candidates, len(fit), cfg.epochs, n, budget)
     out = Path(out_dir) if out_dir is not None else None
-    order = torch.randperm(len(fit), generator=torch.Generator().manual_seed(seed + 1))
     device = resolve_device(cfg.device)
     t0 = time.perf_counter()
-    alive = list(range(len(candidates)))
-    rungs: list[dict] = []
+    # The share's data: the whole fit split, or (a share under one epoch) a seeded subset.
+    if share.examples == len(fit):
+        data, data_logits = fit, None if logits is None else logits[fit_idx]
+    else:
+        sub = torch.randperm(len(fit), generator=torch.Generator().manual_seed(seed + 1))
+        sub = sub[:share.examples]
+        data = fit.subset(sub, f"auto-fit-{share.examples}")
+        data_logits = None if logits is None else logits[fit_idx[sub]]
+    run_cfg = dataclasses.replace(cfg, epochs=share.epochs, seed=seed)
+    scored: dict[int, dict] = {}
+    stages: list[dict] = []
     search_cost = 0
 
     def run(c: Candidate, data, data_logits, run_cfg, folder, sets, what) -> TrainResult:
@@ -244,58 +272,68 @@ def auto_distill(
                      out_dir=folder, resume=resume, extra={"auto": what},
                      log=lambda s: log(f"[{what} {c.key}] {s}"))
 
-    for i, rp in enumerate(plan):
-        sub = order[:rp.examples]
-        data = fit if rp.examples == len(fit) else fit.subset(sub, f"auto-fit-{rp.examples}")
-        data_logits = None if logits is None else (
-            logits[fit_idx] if rp.examples == len(fit) else logits[fit_idx[sub]])
-        run_cfg = dataclasses.replace(cfg, epochs=rp.epochs, seed=seed)
-        rows = []
-        for j in alive:
+    def score(j: int, what: str) -> dict:
+        """Train setting j on the share (once: stage 2 reuses stage 1's run) and score it."""
+        nonlocal search_cost
+        if j not in scored:
             c = candidates[j]
-            folder = None if out is None else out / "search" / f"rung{i}" / c.key
-            res = run(c, data, data_logits, run_cfg, folder, {}, f"rung{i}")
+            folder = (None if out is None else
+                      out / "search" / f"e{share.epochs}-n{share.examples}" / c.key)
+            res = run(c, data, data_logits, run_cfg, folder, {}, what)
             search_cost += len(res.history) * len(data)
             # Scored once, after the run's last epoch (a finished run resumed scores the same).
-            score = evaluate(res.model, val, cfg.eval_batch_size, device)
-            rows.append({"temperature": c.temperature, "hard_weight": c.hard_weight,
+            sc = evaluate(res.model, val, cfg.eval_batch_size, device)
+            scored[j] = {"temperature": c.temperature, "hard_weight": c.hard_weight,
                          "soft_weight": c.soft_weight, "grid_position": j,
-                         "val_accuracy": score["accuracy"], "val_nll": score["nll"]})
-        rows.sort(key=lambda r: _rank_key(r, r["grid_position"]))
-        keep = 1 if i == len(plan) - 1 else plan[i + 1].candidates
+                         "val_accuracy": sc["accuracy"], "val_nll": sc["nll"], "trained_in": what}
+        return dict(scored[j])
+
+    def rank(positions: list[int], what: str, keep: int) -> list[dict]:
+        rows = sorted((score(j, what) for j in positions), key=_rank_key)
         for k, r in enumerate(rows):
             r["rank"], r["kept"] = k + 1, k < keep
-        alive = sorted(r["grid_position"] for r in rows[:keep])
-        rungs.append({"rung": i, "epochs": rp.epochs, "examples": rp.examples,
-                      "cost": rp.epochs * rp.examples * len(rows), "candidates": rows})
-        log(f"rung {i}: {len(rows)} candidates x {rp.epochs} epochs x {rp.examples} examples;"
-            f" kept {', '.join(candidates[j].key for j in alive)}")
+        stages.append({"stage": what, "epochs": share.epochs, "examples": share.examples,
+                      "trained": sum(r["trained_in"] == what for r in rows), "candidates": rows})
+        log(f"stage {what}: {len(rows)} settings x {share.epochs} epochs x {share.examples} "
+            f"examples; kept {', '.join(candidates[r['grid_position']].key for r in rows[:keep])}")
         if out is not None:
             atomic_write_json(out / "auto.json", _record(
-                None, None, rungs, search_cost, cfg.epochs * n, budget, n_val, None,
+                None, None, stages, search_cost, cfg.epochs * n, budget, n_val, None,
                 time.perf_counter() - t0))
-    choice = candidates[alive[0]]
-    reason = _reason(choice, rungs, len(candidates))
+        return rows
+
+    first, second = stage_positions(candidates)
+    rows: list[dict] = []
+    if len(candidates) > 1:
+        pool = list(range(len(candidates)))
+        if len(first) > 1:
+            k = keep_temperatures(len(first))
+            rows = rank(first, "temperature", k)
+            pool = second([r["temperature"] for r in rows[:k]])
+        if any(j not in scored for j in pool):
+            rows = rank(pool, "hard weight", 1)
+    choice = candidates[rows[0]["grid_position"]] if rows else candidates[0]
+    reason = _reason(choice, stages, len(candidates))
     log(f"chose {choice.key}: {reason}")
     final = run(choice, train_data, logits, cfg,
                 Path(final_dir) if final_dir is not None else (out / "final" if out else None),
                 eval_sets or {}, "final")
-    result = AutoResult(choice, final, reason, rungs, search_cost, cfg.epochs * n, budget,
+    result = AutoResult(choice, final, reason, stages, search_cost, cfg.epochs * n, budget,
                         n_val, time.perf_counter() - t0)
     if out is not None:
         atomic_write_json(out / "auto.json", result.record())
     return result
 
 
-def _reason(choice: Candidate, rungs: list[dict], n_grid: int) -> str:
-    if not rungs:
+def _reason(choice: Candidate, stages: list[dict], n_grid: int) -> str:
+    if not stages:
         return "the grid holds one setting"
-    last = rungs[-1]
+    last = stages[-1]
     rows = last["candidates"]
     won = rows[0]
-    text = (f"highest validation accuracy {won['val_accuracy']:.4f} at the last rung "
-            f"(rung {last['rung']}: {last['epochs']} epochs on {last['examples']} fit "
-            f"examples) among the {len(rows)} survivors of {n_grid} settings")
+    text = (f"highest validation accuracy {won['val_accuracy']:.4f} in the {last['stage']} "
+            f"stage ({last['epochs']} epochs on {last['examples']} fit examples each) among "
+            f"{len(rows)} of {n_grid} settings")
     if len(rows) > 1:
         second = rows[1]
         if second["val_accuracy"] == won["val_accuracy"]:
@@ -309,7 +347,7 @@ def _reason(choice: Candidate, rungs: list[dict], n_grid: int) -> str:
     return text
 
 
-def _record(choice, reason, rungs, search_cost, one_run, budget, val_size, final,
+def _record(choice, reason, stages, search_cost, one_run, budget, val_size, final,
             seconds) -> dict:
     rec = {
         "choice": None if choice is None else dataclasses.asdict(choice),
@@ -320,7 +358,7 @@ def _record(choice, reason, rungs, search_cost, one_run, budget, val_size, final
         "search_cost_over_one_run": search_cost / one_run,
         # the final run trains config.epochs over all of train_data: exactly one run
         "total_cost_over_one_run": None if final is None else (search_cost + one_run) / one_run,
-        "val_size": val_size, "seconds": round(seconds, 2), "rungs": rungs,
+        "val_size": val_size, "seconds": round(seconds, 2), "stages": stages,
     }
     if final is not None:
         rec["final"] = final.final
