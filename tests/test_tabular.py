@@ -191,14 +191,15 @@ def _encode_by_hand(enc: TabularEncoder, df: pd.DataFrame) -> np.ndarray:
                 if np.isnan(x):
                     x = enc.fill_[c]
                 z = (x - enc.mean_[c]) / enc.scale_[c]
-                row.append(np.arcsinh(z) if enc.numeric == "robust" else z)
+                row.append(np.arcsinh(z) if c in enc.robust_ else z)
         rows.append(row)
     return np.array(rows, dtype=np.float32)
 
 
 @pytest.mark.parametrize("encoding,numeric,missing", [("onehot", "standard", "category"),
                                                       ("onehot", "robust", "impute"),
-                                                      ("ordinal", "standard", "impute")])
+                                                      ("ordinal", "standard", "impute"),
+                                                      ("onehot", "auto", "category")])
 def test_vectorized_transform_matches_the_cell_by_cell_reference(encoding, numeric,
                                                                  missing) -> None:
     rng = np.random.default_rng(0)
@@ -206,6 +207,7 @@ def test_vectorized_transform_matches_the_cell_by_cell_reference(encoding, numer
     bits = pd.CategoricalDtype(["0", "1"])
     df = pd.DataFrame({
         "f": rng.normal(size=n) * 10,
+        "tail": np.exp(2 * rng.normal(size=n)),                    # lognormal, sigma 2
         "s1": pd.Series(rng.choice(["0", "1"], n)).astype(bits),      # two columns, one dtype
         "i": rng.integers(-5, 50, n),
         "s2": pd.Series(rng.choice(["0", "1"], n)).astype(bits),
@@ -229,3 +231,25 @@ def test_vectorized_transform_matches_the_cell_by_cell_reference(encoding, numer
     np.testing.assert_allclose(Z, _encode_by_hand(enc, new), rtol=1e-6, atol=1e-6)
     np.testing.assert_array_equal(enc.transform(new.to_numpy(dtype=object)[:, :]),
                                   enc.transform(new))          # an array in fit order
+
+
+def test_auto_numeric_encodes_only_heavy_tailed_columns_robustly() -> None:
+    rng = np.random.default_rng(1)
+    df = pd.DataFrame({"normal": rng.normal(size=500), "uniform": rng.random(500),
+                       "lognormal": np.exp(2 * rng.normal(size=500))})
+    enc = TabularEncoder(numeric="auto").fit(df)
+    assert enc.robust_ == ["lognormal"]
+    x = df["lognormal"].to_numpy()
+    q1, q3 = np.quantile(x, [0.25, 0.75])
+    expected = np.column_stack([(df["normal"] - df["normal"].mean()) / df["normal"].std(ddof=0),
+                                (df["uniform"] - df["uniform"].mean()) / df["uniform"].std(ddof=0),
+                                np.arcsinh((x - np.median(x)) / ((q3 - q1) / 1.349))])
+    np.testing.assert_allclose(enc.transform(df), expected, rtol=1e-5, atol=1e-6)
+    again = TabularEncoder.from_dict(json.loads(json.dumps(enc.to_dict())))
+    assert again.robust_ == ["lognormal"]
+    np.testing.assert_array_equal(again.transform(df), enc.transform(df))
+    # exports made before "auto": every numeric column robust or none, as `numeric` says
+    for numeric, robust in (("robust", ["normal", "uniform", "lognormal"]), ("standard", [])):
+        old = TabularEncoder(numeric=numeric).fit(df).to_dict()
+        del old["robust"]
+        assert TabularEncoder.from_dict(old)._robust_columns() == robust

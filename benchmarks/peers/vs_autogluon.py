@@ -45,6 +45,7 @@ from kdistill.tabular.metrics import metric_score
 from kdistill.tabular.problems import PROBLEMS, load_problem, split_protocol
 
 HERE = Path(__file__).resolve().parent
+AUTOGLUON = ("autogluon_best", "autogluon_distilled_best")
 SYSTEMS = ("kdistill_ensemble", "kdistill_mimic", "kdistill_mimic_small", "autogluon_best",
            "autogluon_distilled_best", "hgb", "mlp")
 FIELDS = ("accuracy", "rmse", "ms_per_1000", "bytes", "fit_seconds")
@@ -64,16 +65,15 @@ def _parts(name: str, seed: int):
     return problem, part(tr), part(hi), part(te)
 
 
-def kdistill_side(name: str, seed: int, work: Path, budget_fitted: bool) -> dict:
+def kdistill_side(name: str, seed: int, work: Path, budget_fitted: bool,
+                  numeric: str = "standard") -> dict:
     """The pipeline and the two scikit-learn baselines on one problem (saved, resumable)."""
     path = work / "kdistill.json"
-    if path.is_file():
-        saved = json.loads(path.read_text())
-        if saved.get("budget_fitted", False) == budget_fitted:
-            return saved   # else made with another mimic setting: recomputed
+    if _kdistill_saved(work, budget_fitted, numeric):
+        return json.loads(path.read_text())  # else made with other mimic settings: recomputed
     t0 = time.perf_counter()
     problem, (Xtr, ytr), (Xhi, yhi), (Xte, yte) = _parts(name, seed)
-    cfg = CompressionConfig(n_jobs=1, seed=seed, budget_fitted=budget_fitted)
+    cfg = CompressionConfig(n_jobs=1, seed=seed, budget_fitted=budget_fitted, numeric=numeric)
     res = compress_split(Xtr, ytr, Xhi, yhi, Xte, yte, cfg, nominal=problem.nominal,
                          skip_baselines=True, out_dir=work / "kdistill", log=_log.info)
     s, raw = res["seconds"], res["predict_seconds_10k_from_raw_rows"]
@@ -90,6 +90,7 @@ def kdistill_side(name: str, seed: int, work: Path, budget_fitted: bool) -> dict
     out = {"problem": name, "systems": row, "budgets": {"fit": ensemble_fit, "distill": mimic_fit},
            "mimic_hidden": res["mimic_chosen"], "rows": res["rows"],
            "members": res["selection"]["members"], "budget_fitted": budget_fitted,
+           "numeric": numeric,
            "seconds": time.perf_counter() - t0}
     atomic_write_json(path, jsonable(out))
     return out
@@ -201,6 +202,17 @@ def render(out: dict) -> str:
                   "earlier report made with the same seed and budget cap (`"
                   + "`; `".join(sorted(set(out["carried_from"].values()))) + "`); the other "
                   "problems were run for this one.", ""]
+    if out.get("autogluon_carried_from"):
+        lines += ["AutoGluon's rows of " + ", ".join(out["autogluon_carried_from"]) + " are "
+                  "carried over from the earlier report (`" + "`; `".join(sorted(set(
+                      out["autogluon_carried_from"].values()))) + "`): AutoGluon was not rerun, "
+                  "so its latencies were measured in that run, on the same kind of machine; "
+                  "kdistill's side was run for this report.", ""]
+    if out.get("kdistill_numeric", "standard") != "standard":
+        lines += ["kdistill's nets read numeric columns encoded "
+                  f"`numeric={out['kdistill_numeric']}` (TabularEncoder: `auto` is "
+                  "asinh((x - median) / s) for the columns whose training sd exceeds 2 s, s the "
+                  "IQR / 1.349, and standardized otherwise).", ""]
     if not out.get("complete", True):
         lines += [f"**Partial:** {len(out['problems'])} of 5 problems; not run: "
                   f"{', '.join(out['problems_missing'])}. The means and goals are over the "
@@ -228,6 +240,16 @@ def render(out: dict) -> str:
     return "\n".join(lines)
 
 
+def _kdistill_saved(work: Path, budget_fitted: bool, numeric: str) -> bool:
+    """kdistill's side of a problem is saved, made with these mimic settings."""
+    path = work / "kdistill.json"
+    if not path.is_file():
+        return False
+    saved = json.loads(path.read_text())
+    return (saved.get("budget_fitted", False), saved.get("numeric", "standard")) == (
+        budget_fitted, numeric)
+
+
 def _saved(work: Path, cap: float | None) -> bool:
     """Both sides of a problem are saved, AutoGluon's with this budget cap."""
     budget = work / "budget.json"
@@ -253,7 +275,10 @@ def carried_rows(report: Path, names: list[str], seed: int, cap: float | None) -
                          "seconds": old["compute_seconds"][p["name"]]["kdistill"],
                          "autogluon_seconds": old["compute_seconds"][p["name"]]["autogluon"],
                          "carried_from": old.get("carried_from", {}).get(p["name"],
-                                                                      old["command"])})
+                                                                      old["command"]),
+                         "autogluon_carried_from": old.get("autogluon_carried_from", {}).get(
+                             p["name"], old.get("carried_from", {}).get(p["name"],
+                                                                        old["command"]))})
     return rows
 
 
@@ -275,12 +300,24 @@ def main(argv: list[str] | None = None) -> int:
                    help="let the size-budgeted mimic also try the widest nets within budget "
                         "(CompressionConfig.budget_fitted; off: the best fixed candidate within "
                         "budget, as in the committed report's rows)")
+    p.add_argument("--numeric", choices=("standard", "robust", "auto"), default="standard",
+                   help="numeric inputs of kdistill's nets (CompressionConfig.numeric; the "
+                        "committed rows before this flag: standard)")
+    p.add_argument("--autogluon-from-report", action="store_true",
+                   help="where AutoGluon's side is not saved here, take its rows from the "
+                        "report already in --report-dir (same seed and budget cap) instead of "
+                        "running it; the report names them. kdistill's side runs")
     p.add_argument("--budget-cap", type=float, default=None,
                    help="at most this many seconds for AutoGluon's fit and for its distill "
                         "(default: kdistill's own stage times, uncapped)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if not Path(args.autogluon_python).is_file():
+    carried_ag = {}
+    if args.autogluon_from_report:
+        carried_ag = {r["problem"]: r for r in carried_rows(
+            Path(args.report_dir) / "vs-autogluon.json", list(args.problems), args.seed,
+            args.budget_cap)}
+    elif not Path(args.autogluon_python).is_file():
         print(f"error: no AutoGluon python at {args.autogluon_python}: run "
               "benchmarks/peers/setup_autogluon.sh", file=sys.stderr)
         return 2
@@ -288,12 +325,25 @@ def main(argv: list[str] | None = None) -> int:
     rows, version, missing = [], "", []
     for name in args.problems:
         work = Path(args.out) / f"seed{args.seed}" / name
-        if args.report_only and not _saved(work, args.budget_cap):
+        kd_saved = _kdistill_saved(work, args.budget_fitted, args.numeric)
+        if args.report_only and not (kd_saved and (_saved(work, args.budget_cap)
+                                                   or name in carried_ag)):
             missing.append(name)
             continue
         work.mkdir(parents=True, exist_ok=True)
         _log.info(f"{name}: kdistill")
-        kd = kdistill_side(name, args.seed, work, args.budget_fitted)
+        kd = kdistill_side(name, args.seed, work, args.budget_fitted, args.numeric)
+        if name in carried_ag and not (work / "autogluon.json").is_file():
+            old = carried_ag[name]
+            kd["systems"].update({k: old["systems"][k] for k in AUTOGLUON})
+            kd["autogluon_seconds"], kd["autogluon_budget"] = (old["autogluon_seconds"],
+                                                               old["autogluon_budget"])
+            kd["autogluon_carried_from"] = old["autogluon_carried_from"]
+            version = json.loads((Path(args.report_dir) / "vs-autogluon.json").read_text())[
+                "autogluon_version"]
+            _log.info(f"{name}: AutoGluon's rows from the committed report")
+            rows.append(kd)
+            continue
         b = budgets(kd, args.budget_cap)
         _log.info(f"{name}: AutoGluon with {b['fit']:.0f} s to fit and {b['distill']:.0f} s "
                   "to distill")
@@ -313,6 +363,9 @@ def main(argv: list[str] | None = None) -> int:
     if rows and (set(args.problems) == set(PROBLEMS) or args.report_only):
         out = assemble(rows, version, args)
         out["carried_from"] = {r["problem"]: r["carried_from"] for r in carried}
+        out["autogluon_carried_from"] = {r["problem"]: r["autogluon_carried_from"] for r in rows
+                                         if "autogluon_carried_from" in r}
+        out["kdistill_numeric"] = args.numeric
         out["problems_missing"] = missing + [n for n in PROBLEMS if n not in args.problems]
         out["complete"] = not out["problems_missing"]
         report = Path(args.report_dir)

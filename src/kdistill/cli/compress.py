@@ -47,9 +47,10 @@ def add_compression(p: argparse.ArgumentParser) -> None:
                    help="the small mimic is at most 1/N of the ensemble's size (default: 1000)")
     p.add_argument("--small-epochs", type=int, default=None,
                    help="epochs of the nets fitted to the size budget (default: 180)")
-    p.add_argument("--numeric", choices=("standard", "robust"), default=None,
-                   help="numeric inputs of the nets: standard ((x - mean) / sd, the default) "
-                        "or robust (asinh of (x - median) / IQR-scale: heavy tails compressed)")
+    p.add_argument("--numeric", choices=("standard", "robust", "auto"), default=None,
+                   help="numeric inputs of the nets: standard ((x - mean) / sd, the default), "
+                        "robust (asinh of (x - median) / IQR-scale: heavy tails compressed) or "
+                        "auto (robust for the columns whose sd exceeds twice that scale)")
     p.add_argument("--no-budget-fitted", dest="budget_fitted", action="store_false",
                    default=None, help="the small mimic only from the fixed candidates, without "
                                       "the widest one- and two-layer nets that fit the budget")

@@ -86,7 +86,7 @@ class CompressionConfig:
     size_budget: float = 1000.0        # mimic_small: at most ensemble bytes / size_budget
     budget_fitted: bool = True         # mimic_small also from the widest nets within budget,
     small_epochs: int = 180            # trained this long (small nets need longer schedules)
-    numeric: str = "standard"          # numeric inputs of the nets (ANN, mimics): or "robust"
+    numeric: str = "standard"          # numeric inputs of the nets (ANN, mimics): "robust", "auto"
     ann_hidden: tuple[tuple[int, ...], ...] = ARCHITECTURES
     ann_epochs: tuple[int, ...] = (40, 160)
     timing_rows: int = 10000

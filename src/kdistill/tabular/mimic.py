@@ -114,8 +114,8 @@ class MimicClassifier(ClassifierMixin, BaseEstimator):
       hidden: hidden layer widths (the paper: one layer of 256).
       epochs, batch_size, lr, weight_decay: Adam with a cosine schedule.
       device: ``"cpu"``, ``"cuda"`` or ``"auto"``; random_state: seeds MUNGE and the network.
-      missing: ``"category"`` or ``"impute"``; numeric: ``"standard"`` or ``"robust"``, as in
-        :class:`TabularEncoder`.
+      missing: ``"category"`` or ``"impute"``; numeric: ``"standard"``, ``"robust"`` or
+        ``"auto"`` (robust for heavy-tailed columns only), as in :class:`TabularEncoder`.
 
     Fitted attributes: ``model_`` (torch module), ``encoder_``, ``classes_``, ``n_transfer_``,
     ``history_``, ``fit_seconds_``, ``n_features_in_``, ``teacher_`` (the teacher used),
