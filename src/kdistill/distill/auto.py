@@ -1,4 +1,4 @@
-"""Automatic KD temperature and weights: a budgeted two-stage search on a validation split
+"""Automatic KD temperature and weights: a budgeted three-stage search on a validation split
 carved out of the training data, then one final run with the chosen setting.
 
     result = auto_distill(lambda: MLP(64, 10, (800, 800)), train_data, TrainConfig(epochs=30),
@@ -8,21 +8,26 @@ carved out of the training data, then one final run with the chosen setting.
 The search (never the test set: `eval_sets` reach the final run alone):
   1. Validation: `val_size` examples (a fraction or a count) held out of `train_data`,
      stratified by label (each class in proportion, seeded), the rest is the fit split.
-  2. Temperature: one setting per temperature of the grid (default T in {1, 2, 4, 8, 20}), at
-     its middle hard weight (default 0.1), trains on the fit split; the best third of the
-     temperatures (rounded up: 2 of 5) go on.
-  3. Hard weight: every grid setting at those temperatures (default hard weight in {0, 0.1,
-     0.5}, soft weight 1) trains the same share; stage 2 reuses stage 1's runs. The winner is
-     the best of stage 2: the highest validation accuracy; ties go to the lower validation
-     NLL, then to the earlier grid position (in the default grid: smaller T, then smaller hard
-     weight). The same rule ranks stage 1.
-  Every search run trains the same share (default: 9 runs, each 1/3 of one run's example-
-  epochs), a complete run from the same initial weights with its own lr schedule. Why not
-  successive halving: its first rung gives 15 settings 1/16 of a run each, and a small student
-  on a small set (a 30-unit net on 1,078 digits: 17 optimizer steps) is still at chance there,
-  so the ranking it keeps is noise; the temperature moves accuracy far more than the hard
-  weight, so ranking temperatures first lets every run train 5x longer in the same budget.
-  4. Final: the chosen setting trained on the whole `train_data` with `config` -- the "one run"
+  2. "temperature": one setting per temperature of the grid (default T in {1, 2, 4, 8, 20}),
+     at its middle hard weight (default 0.1), trains a short share on the fit split; the best
+     third of the temperatures (rounded up: 2 of 5) go on.
+  3. "temperature, longer": those settings again on the long share (3x the short); the best
+     temperature wins.
+  4. "hard weight": every other grid setting at that temperature (default hard weight in
+     {0, 0.5}, soft weight 1) on the long share, beside the winner's run of stage 3; the best
+     is the choice.
+  Every stage ranks by the highest validation accuracy; ties go to the lower validation NLL,
+  then to the earlier grid position (in the default grid: smaller T, then smaller hard
+  weight). Each run is a complete run from the same initial weights with its own lr schedule.
+  Default cost: 5 short + 4 long runs = 17 short shares = `budget`: the short share is 3/17 of
+  one run, the long 9/17. Why not successive halving over all 15 settings: its first rung gives
+  each 1/16 of a run, and a small student on a small set (a 30-unit net on 1,078 digits: 17
+  optimizer steps) is still at chance there, so the ranking it keeps is noise. The temperature
+  moves accuracy far more than the hard weight, so temperatures are ranked first, 3x longer
+  than that rung; and the last decisions are made on runs half as long as a full one, because
+  short runs favour high temperatures that lose at the end (an 800-800 digits student: a
+  single stage of 1/3-run runs chose T = 4-8 where T = 1 wins the full grid).
+  5. Final: the chosen setting trained on the whole `train_data` with `config` -- the "one run"
      the cost is relative to.
 Cost: the search's examples x epochs, counted from what each run trained, is at most `budget`
 x one run (config.epochs x len(train_data)); the final run is NOT inside the budget: the total
@@ -59,14 +64,16 @@ from .runtime import dist_info, resolve_device
 from .teachers import Teacher
 from .trainer import TrainConfig, TrainResult, train
 
-__all__ = ["auto_distill", "AutoResult", "Candidate", "DEFAULT_GRID", "plan_share",
+__all__ = ["auto_distill", "AutoResult", "Candidate", "DEFAULT_GRID", "plan_shares",
            "stratified_split"]
 
 logger = logging.getLogger("kdistill.auto")
 ETA = 3  # stage 1 keeps the best 1/ETA of the temperatures (rounded up)
 DEFAULT_GRID = tuple((t, h) for t in (1.0, 2.0, 4.0, 8.0, 20.0) for h in (0.0, 0.1, 0.5))
-TIE_RULE = ("highest validation accuracy; ties: lower validation NLL, then the earlier grid "
-            "position")
+TIE_RULE = ("one standard error: the settings whose validation accuracy is within one binomial "
+            "standard error of the best (sqrt(p (1 - p) / n) at the best p) rank first, in grid "
+            "order (smaller T, then smaller hard weight); the rest follow by validation "
+            "accuracy, then lower validation NLL, then grid position")
 
 
 @dataclass(frozen=True)
@@ -159,9 +166,8 @@ def _stratified(labels: torch.Tensor, perm: torch.Tensor, size: int, num_classes
 
 def stage_positions(candidates: Sequence[Candidate], eta: int = ETA
            ) -> tuple[list[int], Callable[[list[float]], list[int]]]:
-    """The two stages over grid positions: (stage 1, a function from stage 1's kept
-    temperatures to stage 2). Stage 1: one setting per temperature, its middle hard weight
-    (the default grid: 0.1). Stage 2: every setting at the best ceil(n_T / eta) temperatures."""
+    """Grid positions of the stages: (one setting per temperature, its middle hard weight (the
+    default grid: 0.1); a function from temperatures to every setting at them)."""
     by_t: dict[float, list[int]] = {}
     for j, c in enumerate(candidates):
         by_t.setdefault(c.temperature, []).append(j)
@@ -179,25 +185,43 @@ def keep_temperatures(n_temperatures: int, eta: int = ETA) -> int:
     return max(1, math.ceil(n_temperatures / eta))
 
 
-def plan_share(candidates: Sequence[Candidate], n_fit: int, epochs: int, n_train: int,
-               budget: float, eta: int = ETA) -> Share:
-    """The share of every search run, so that both stages together cost at most `budget` x
-    (epochs x n_train) example-epochs whichever temperatures stage 1 keeps; at most a full run
-    on the fit split. Under one epoch of the fit split: one epoch on a seeded subset."""
+def plan_shares(candidates: Sequence[Candidate], n_fit: int, epochs: int, n_train: int,
+                budget: float, eta: int = ETA) -> tuple[Share, Share]:
+    """(short, long) shares of the search runs so that the three stages together cost at most
+    `budget` x (epochs x n_train) example-epochs whichever temperatures win: every temperature
+    on the short share, then the kept ones and the other hard weights of the winner on the long
+    one (`eta` x the short). The long share is at most a full run on the fit split; a share
+    under one epoch of the fit split is one epoch on a seeded subset."""
     first, second = stage_positions(candidates, eta)
-    extra = sorted((len(second([candidates[j].temperature])) - 1 for j in first), reverse=True)
-    runs = len(first) + sum(extra[:keep_temperatures(len(first), eta)])
-    share = min(budget * epochs * n_train / runs, float(epochs * n_fit))
-    e = max(1, int(share // n_fit))
-    m = min(n_fit, int(share // e))
-    if m < 1:
-        raise ValueError(f"a budget of {budget} x one run leaves each of the {runs} search "
-                         "runs under one example: raise the budget or the epochs")
-    return Share(e, m)
+    extra = max(len(second([candidates[j].temperature])) - 1 for j in first)
+    if len(first) > 1:
+        kept = keep_temperatures(len(first), eta)
+        units = len(first) + eta * ((kept if kept > 1 else 0) + extra + (kept == 1))
+    else:
+        units = eta * len(candidates)
+    long = min(eta * budget * epochs * n_train / units, float(epochs * n_fit))
+    shares = []
+    for share in (long / eta, long):
+        e = max(1, int(share // n_fit))
+        m = min(n_fit, int(share // e))
+        if m < 1:
+            raise ValueError(f"a budget of {budget} x one run leaves the search runs under "
+                             "one example each: raise the budget or the epochs")
+        shares.append(Share(e, m))
+    return shares[0], shares[1]
 
 
-def _rank_key(row: dict) -> tuple:
-    return (-row["val_accuracy"], row["val_nll"], row["grid_position"])
+def rank_rows(rows: list[dict], n_val: int) -> list[dict]:
+    """`rows` in TIE_RULE's order. Breiman's one-standard-error rule: differences a validation
+    set of n_val examples cannot tell apart go to the setting earlier in the grid, the one
+    closer to the teacher's own probabilities (the default grid: T = 1), instead of to noise;
+    each row gets `within_one_se`."""
+    best = max(r["val_accuracy"] for r in rows)
+    se = max(math.sqrt(best * (1 - best) / n_val), 1 / n_val)
+    for r in rows:
+        r["within_one_se"] = r["val_accuracy"] >= best - se - 1e-12
+    return sorted(rows, key=lambda r: (0, r["grid_position"]) if r["within_one_se"] else (
+        1, -r["val_accuracy"], r["val_nll"], r["grid_position"]))
 
 
 def auto_distill(
@@ -248,20 +272,12 @@ def auto_distill(
     logits = None if teacher_logits is None else torch.as_tensor(teacher_logits)
     if logits is not None and len(logits) != n:
         raise ValueError(f"teacher_logits has {len(logits)} rows for {n} examples")
-    share = plan_share(candidates, len(fit), cfg.epochs, n, budget)
+    short, long = plan_shares(candidates, len(fit), cfg.epochs, n, budget)
     out = Path(out_dir) if out_dir is not None else None
     device = resolve_device(cfg.device)
     t0 = time.perf_counter()
-    # The share's data: the whole fit split, or (a share under one epoch) a seeded subset.
-    if share.examples == len(fit):
-        data, data_logits = fit, None if logits is None else logits[fit_idx]
-    else:
-        sub = torch.randperm(len(fit), generator=torch.Generator().manual_seed(seed + 1))
-        sub = sub[:share.examples]
-        data = fit.subset(sub, f"auto-fit-{share.examples}")
-        data_logits = None if logits is None else logits[fit_idx[sub]]
-    run_cfg = dataclasses.replace(cfg, epochs=share.epochs, seed=seed)
-    scored: dict[int, dict] = {}
+    order = torch.randperm(len(fit), generator=torch.Generator().manual_seed(seed + 1))
+    scored: dict[tuple[int, Share], dict] = {}
     stages: list[dict] = []
     search_cost = 0
 
@@ -272,24 +288,31 @@ def auto_distill(
                      out_dir=folder, resume=resume, extra={"auto": what},
                      log=lambda s: log(f"[{what} {c.key}] {s}"))
 
-    def score(j: int, what: str) -> dict:
-        """Train setting j on the share (once: stage 2 reuses stage 1's run) and score it."""
+    def score(j: int, share: Share, what: str) -> dict:
+        """Train setting j on `share` (once: a later stage reuses the run) and score it."""
         nonlocal search_cost
-        if j not in scored:
+        if (j, share) not in scored:
             c = candidates[j]
+            # The whole fit split, or (a share under one epoch) a seeded subset of it.
+            sub = None if share.examples == len(fit) else order[:share.examples]
+            data = fit if sub is None else fit.subset(sub, f"auto-fit-{share.examples}")
+            data_logits = None if logits is None else (
+                logits[fit_idx] if sub is None else logits[fit_idx[sub]])
             folder = (None if out is None else
                       out / "search" / f"e{share.epochs}-n{share.examples}" / c.key)
-            res = run(c, data, data_logits, run_cfg, folder, {}, what)
+            res = run(c, data, data_logits, dataclasses.replace(cfg, epochs=share.epochs,
+                                                                seed=seed), folder, {}, what)
             search_cost += len(res.history) * len(data)
             # Scored once, after the run's last epoch (a finished run resumed scores the same).
             sc = evaluate(res.model, val, cfg.eval_batch_size, device)
-            scored[j] = {"temperature": c.temperature, "hard_weight": c.hard_weight,
-                         "soft_weight": c.soft_weight, "grid_position": j,
-                         "val_accuracy": sc["accuracy"], "val_nll": sc["nll"], "trained_in": what}
-        return dict(scored[j])
+            scored[j, share] = {"temperature": c.temperature, "hard_weight": c.hard_weight,
+                                "soft_weight": c.soft_weight, "grid_position": j,
+                                "val_accuracy": sc["accuracy"], "val_nll": sc["nll"],
+                                "trained_in": what}
+        return dict(scored[j, share])
 
-    def rank(positions: list[int], what: str, keep: int) -> list[dict]:
-        rows = sorted((score(j, what) for j in positions), key=_rank_key)
+    def rank(positions: list[int], share: Share, what: str, keep: int) -> list[dict]:
+        rows = rank_rows([score(j, share, what) for j in positions], len(val))
         for k, r in enumerate(rows):
             r["rank"], r["kept"] = k + 1, k < keep
         stages.append({"stage": what, "epochs": share.epochs, "examples": share.examples,
@@ -308,10 +331,13 @@ def auto_distill(
         pool = list(range(len(candidates)))
         if len(first) > 1:
             k = keep_temperatures(len(first))
-            rows = rank(first, "temperature", k)
-            pool = second([r["temperature"] for r in rows[:k]])
-        if any(j not in scored for j in pool):
-            rows = rank(pool, "hard weight", 1)
+            rows = rank(first, short, "temperature", k)
+            if k > 1:
+                rows = rank([r["grid_position"] for r in rows[:k]], long,
+                            "temperature, longer", 1)
+            pool = second([rows[0]["temperature"]])
+        if len(pool) > 1:
+            rows = rank(pool, long, "hard weight", 1)
     choice = candidates[rows[0]["grid_position"]] if rows else candidates[0]
     reason = _reason(choice, stages, len(candidates))
     log(f"chose {choice.key}: {reason}")
@@ -331,19 +357,19 @@ def _reason(choice: Candidate, stages: list[dict], n_grid: int) -> str:
     last = stages[-1]
     rows = last["candidates"]
     won = rows[0]
-    text = (f"highest validation accuracy {won['val_accuracy']:.4f} in the {last['stage']} "
-            f"stage ({last['epochs']} epochs on {last['examples']} fit examples each) among "
-            f"{len(rows)} of {n_grid} settings")
-    if len(rows) > 1:
-        second = rows[1]
-        if second["val_accuracy"] == won["val_accuracy"]:
-            text += (f"; tied on accuracy with T={second['temperature']:g} hard="
-                     f"{second['hard_weight']:g}, broken by")
-            text += (" lower validation NLL" if second["val_nll"] != won["val_nll"]
-                     else " the earlier grid position")
-        else:
-            text += (f"; runner-up T={second['temperature']:g} hard={second['hard_weight']:g}"
-                     f" at {second['val_accuracy']:.4f}")
+    best = max(rows, key=lambda r: (r["val_accuracy"], -r["val_nll"]))
+    text = (f"validation accuracy {won['val_accuracy']:.4f} in the {last['stage']} stage "
+            f"({last['epochs']} epochs on {last['examples']} fit examples each, {len(rows)} of "
+            f"{n_grid} settings)")
+    tied = [r for r in rows if r["within_one_se"]]
+    if best["val_accuracy"] > won["val_accuracy"]:
+        text += (f": the earliest in the grid of the {len(tied)} within one standard error of "
+                 f"the best, T={best['temperature']:g} hard={best['hard_weight']:g} at "
+                 f"{best['val_accuracy']:.4f}")
+    elif len(tied) > 1:
+        text += f": the best, and the earliest in the grid of the {len(tied)} within one SE"
+    else:
+        text += ": the best, more than one standard error ahead of the rest"
     return text
 
 
