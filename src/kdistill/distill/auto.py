@@ -16,9 +16,11 @@ The search (never the test set: `eval_sets` reach the final run alone):
   4. "hard weight": every other grid setting at that temperature (default hard weight in
      {0, 0.5}, soft weight 1) on the long share, beside the winner's run of stage 3; the best
      is the choice.
-  Every stage ranks by the highest validation accuracy; ties go to the lower validation NLL,
-  then to the earlier grid position (in the default grid: smaller T, then smaller hard
-  weight). Each run is a complete run from the same initial weights with its own lr schedule.
+  Every stage ranks by Breiman's one-standard-error rule (TIE_RULE): of the settings whose
+  validation accuracy is within one binomial standard error of the best, the earliest in the
+  grid (in the default grid: smaller T, then smaller hard weight) wins; on 270 validation
+  digits one SE is 2-3 images, the size of most differences between settings. Each run is a
+  complete run from the same initial weights with its own lr schedule.
   Default cost: 5 short + 4 long runs = 17 short shares = `budget`: the short share is 3/17 of
   one run, the long 9/17. Why not successive halving over all 15 settings: its first rung gives
   each 1/16 of a run, and a small student on a small set (a 30-unit net on 1,078 digits: 17

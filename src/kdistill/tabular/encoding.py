@@ -269,12 +269,11 @@ class TabularEncoder(TransformerMixin, BaseEstimator):
         return pd.to_numeric(values, errors="coerce").fillna(self.fill_[c])
 
     def transform(self, X: Any) -> np.ndarray:
-        # One output array written in place (no per-column parts stacked at the end), and one
-        # conversion for all plain numeric columns: the encoding is most of a small mimic's
-        # prediction time on a wide table (DNA: 180 nominal columns).
+        # The encoding is most of a small mimic's prediction time on a wide table (DNA: 180
+        # nominal columns), so: one output array, filled column by column in Fortran order
+        # (each column's writes contiguous) and made C-contiguous once for the networks; one
+        # conversion for all plain numeric columns.
         frame = self._frame(X)
-        # Built column by column in Fortran order (each column's writes contiguous), then made
-        # C-contiguous once for the networks.
         out = np.zeros((len(frame), self.n_features_out_), dtype=np.float32, order="F")
         at, numeric_at, tables = 0, {}, {}
         for c in self.columns_:
