@@ -245,7 +245,7 @@ def auto_distill(
     log: Callable[[str], None] | None = None,
 ) -> AutoResult:
     """Choose KD's temperature and hard weight on a validation split of `train_data` by a
-    budgeted successive-halving search, then train the final student with the choice on all
+    budgeted three-stage search, then train the final student with the choice on all
     of `train_data` (see the module docstring). `grid`: (temperature, hard_weight[,
     soft_weight]) tuples. `eval_sets` (e.g. the test set) are evaluated in the final run only.
     The final run checkpoints in `final_dir` (default `out_dir/final`); `resume=False` starts
