@@ -312,11 +312,13 @@ def main(argv: list[str] | None = None) -> int:
                         "(default: kdistill's own stage times, uncapped)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    carried_ag = {}
+    carried_ag, carried_version = {}, ""
     if args.autogluon_from_report:
+        committed = Path(args.report_dir) / "vs-autogluon.json"
         carried_ag = {r["problem"]: r for r in carried_rows(
-            Path(args.report_dir) / "vs-autogluon.json", list(args.problems), args.seed,
-            args.budget_cap)}
+            committed, list(args.problems), args.seed, args.budget_cap)}
+        if carried_ag:
+            carried_version = json.loads(committed.read_text())["autogluon_version"]
     elif not Path(args.autogluon_python).is_file():
         print(f"error: no AutoGluon python at {args.autogluon_python}: run "
               "benchmarks/peers/setup_autogluon.sh", file=sys.stderr)
@@ -339,8 +341,7 @@ def main(argv: list[str] | None = None) -> int:
             kd["autogluon_seconds"], kd["autogluon_budget"] = (old["autogluon_seconds"],
                                                                old["autogluon_budget"])
             kd["autogluon_carried_from"] = old["autogluon_carried_from"]
-            version = json.loads((Path(args.report_dir) / "vs-autogluon.json").read_text())[
-                "autogluon_version"]
+            version = carried_version
             _log.info(f"{name}: AutoGluon's rows from the committed report")
             rows.append(kd)
             continue

@@ -166,8 +166,8 @@ def _stratified(labels: torch.Tensor, perm: torch.Tensor, size: int, num_classes
     return perm[chosen[size:]].sort().values, perm[chosen[:size]].sort().values
 
 
-def stage_positions(candidates: Sequence[Candidate], eta: int = ETA
-           ) -> tuple[list[int], Callable[[list[float]], list[int]]]:
+def stage_positions(candidates: Sequence[Candidate]
+                    ) -> tuple[list[int], Callable[[list[float]], list[int]]]:
     """Grid positions of the stages: (one setting per temperature, its middle hard weight (the
     default grid: 0.1); a function from temperatures to every setting at them)."""
     by_t: dict[float, list[int]] = {}
@@ -194,11 +194,12 @@ def plan_shares(candidates: Sequence[Candidate], n_fit: int, epochs: int, n_trai
     on the short share, then the kept ones and the other hard weights of the winner on the long
     one (`eta` x the short). The long share is at most a full run on the fit split; a share
     under one epoch of the fit split is one epoch on a seeded subset."""
-    first, second = stage_positions(candidates, eta)
+    first, second = stage_positions(candidates)
     extra = max(len(second([candidates[j].temperature])) - 1 for j in first)
     if len(first) > 1:
-        kept = keep_temperatures(len(first), eta)
-        units = len(first) + eta * ((kept if kept > 1 else 0) + extra + (kept == 1))
+        # long runs: the kept temperatures' settings (with one kept, its run for stage 3),
+        # then the winner's other settings
+        units = len(first) + eta * (keep_temperatures(len(first), eta) + extra)
     else:
         units = eta * len(candidates)
     long = min(eta * budget * epochs * n_train / units, float(epochs * n_fit))
